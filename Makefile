@@ -1,0 +1,7 @@
+.PHONY: run test bench
+run:  ## install everything and run the platform on http://127.0.0.1:8000
+	bin/run
+test:  ## install everything and run the whole test suite
+	bin/test
+bench:  ## load benchmark of the prediction API (bench/README in the main README)
+	bin/bench

@@ -1,0 +1,116 @@
+"""Drive wrk against a running Moat and report requests/s and latency for the prediction path next to a plain view.
+
+Run it through `make bench` (bin/bench), which starts the platform as `make run` serves it and makes the keys.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+LUA = """
+wrk.method = "{method}"
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+{body}
+"""
+
+
+def natural_inputs(n: int) -> list[list[float]]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits().data
+    return data[np.random.default_rng(0).choice(len(data), size=n, replace=False)].tolist()
+
+
+def run_wrk(url: str, *, method: str, key: str | None, body: str | None, seconds: int, connections: int) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "request.lua"
+        body_line = ""
+        if body is not None:
+            (Path(folder) / "body.json").write_text(body)
+            body_line = f'wrk.body = io.open("{Path(folder) / "body.json"}"):read("*a")'
+        auth = f'wrk.headers["Authorization"] = "Bearer {key}"' if key else ""
+        script.write_text(LUA.format(method=method, auth=auth, body=body_line))
+        output = subprocess.run(  # noqa: S603
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latency = {p: _ms(re.search(rf"\s{p}%\s+([\d.]+\w+)", output).group(1)) for p in ("50", "99")}
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "requests_per_second": rps,
+        "p50_ms": latency["50"],
+        "p99_ms": latency["99"],
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--pro-key", required=True)
+    parser.add_argument("--enterprise-key", required=True)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--label", default="api", help="names the results file: bench/results/<label>.json")
+    args = parser.parse_args()
+    single = json.dumps({"inputs": natural_inputs(1)})
+    batch = json.dumps({"inputs": natural_inputs(100)})
+    predict = f"{args.base_url}/v1/models/digits/predict"
+    common = {"seconds": args.seconds, "connections": args.connections}
+    results = {
+        "plain view (GET /healthz)": run_wrk(f"{args.base_url}/healthz", method="GET", key=None, body=None, **common),
+        "predict, 1 input (pro)": run_wrk(predict, method="POST", key=args.pro_key, body=single, **common),
+        "predict, 100 inputs (pro)": run_wrk(predict, method="POST", key=args.pro_key, body=batch, **common),
+        "predict, 1 input (enterprise)": run_wrk(
+            predict, method="POST", key=args.enterprise_key, body=single, **common
+        ),
+    }
+    baseline = results["plain view (GET /healthz)"]["requests_per_second"]
+    print(f"{'scenario':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs plain':>9} {'non-2xx':>8}")
+    for name, figures in results.items():
+        ratio = figures["requests_per_second"] / baseline
+        figures["ratio_to_plain_view"] = round(ratio, 3)
+        print(
+            f"{name:34} {figures['requests_per_second']:9.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
+            f"{ratio:9.0%} {figures['non_2xx']:8d}"
+        )
+    batch_rps = results["predict, 100 inputs (pro)"]["requests_per_second"]
+    print(f"predictions/s with batches of 100: {batch_rps * 100:,.0f}")
+    RESULTS.mkdir(exist_ok=True)
+    machine = {"processor": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    (RESULTS / f"api-{args.label}.json").write_text(
+        json.dumps({"machine": machine, "results": results}, indent=2) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Billing: usage metering, invoice previews and (later) payments."""

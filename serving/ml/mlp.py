@@ -1,0 +1,245 @@
+"""A small multi-layer perceptron in numpy: the inference the API runs per request, and its training.
+
+Inference is `forward_logits` + `softmax`: a few matrix products, no Python loop over rows, no framework. Inputs are
+raw pixel intensities 0..16. A model may be served on coarsened inputs (`input_levels`): the coarsening is part of
+the model, applied inside `forward_logits`, so the same raw request gives the same answer however it is served.
+
+Training (`train_mlp`) is mini-batch Adam on the mean softmax cross-entropy with L2 weight decay and He
+initialisation. Everything random comes from one `numpy.random.Generator` seeded with `seed`, so the same call on
+the same machine gives bit-for-bit identical weights.
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+INPUT_MAX = 16.0  # raw inputs are intensities in 0..INPUT_MAX; coarsening spreads its levels over that range
+TRAINING_INPUT_SCALE = 1.0 / INPUT_MAX  # inputs are scaled to 0..1 before the first layer
+
+
+@dataclass(frozen=True, eq=False)
+class MLPWeights:
+    """The parameters of an MLP: `weights[i]` has shape (inputs_i, outputs_i) and chains into `weights[i+1]`;
+    hidden layers use ReLU, the last layer gives logits. Raw inputs are coarsened to `input_levels` evenly spaced
+    values over 0..16 (when set), then multiplied by `input_scale`.
+
+    The arrays are copied to read-only float64 on construction: one instance is shared by every request of a
+    serving process and must never change under it."""
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    input_scale: float
+    input_levels: int | None = None
+
+    def __post_init__(self) -> None:
+        weights = tuple(_frozen_float64(w) for w in self.weights)
+        biases = tuple(_frozen_float64(b) for b in self.biases)
+        if not weights or len(weights) != len(biases):
+            raise ValueError("An MLP needs at least one layer and one bias vector per weight matrix.")
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            if w.ndim != 2 or b.ndim != 1 or b.shape[0] != w.shape[1] or 0 in w.shape:
+                raise ValueError(f"Layer {i}: weight {w.shape} and bias {b.shape} do not fit together.")
+            if i and weights[i - 1].shape[1] != w.shape[0]:
+                raise ValueError(
+                    f"Layer {i} takes {w.shape[0]} inputs but layer {i - 1} gives {weights[i - 1].shape[1]}."
+                )
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise ValueError(f"Layer {i} has non-finite parameters.")
+        if not (np.isfinite(self.input_scale) and self.input_scale > 0):
+            raise ValueError("input_scale must be a positive finite number.")
+        if self.input_levels is not None and not (isinstance(self.input_levels, int) and self.input_levels >= 2):
+            raise ValueError("input_levels must be None or an integer >= 2.")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "biases", biases)
+        object.__setattr__(self, "input_scale", float(self.input_scale))
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.weights[-1].shape[1])
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return tuple(int(w.shape[1]) for w in self.weights[:-1])
+
+
+def _frozen_float64(array: np.ndarray) -> np.ndarray:
+    frozen = np.array(array, dtype=np.float64, order="C", copy=True)
+    frozen.setflags(write=False)
+    return frozen
+
+
+def coarsen(x: np.ndarray, levels: int) -> np.ndarray:
+    """Map intensities to the nearest of `levels` evenly spaced values over 0..16 (values outside are clipped).
+    Rounding is numpy's round-half-to-even, so the mapping is exact and the same everywhere."""
+    step = INPUT_MAX / (levels - 1)
+    return np.round(np.clip(x, 0.0, INPUT_MAX) / step) * step
+
+
+def _prepare(x: np.ndarray, *, input_scale: float, input_levels: int | None) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if input_levels is not None:
+        x = coarsen(x, input_levels)
+    return x * input_scale
+
+
+def prepare_inputs(weights: MLPWeights, x: np.ndarray) -> np.ndarray:
+    """The first layer's input for raw `x` (n, n_inputs): coarsened (if the model says so), then scaled."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != weights.n_inputs:
+        raise ValueError(f"Expected inputs of shape (n, {weights.n_inputs}), got {x.shape}.")
+    return _prepare(x, input_scale=weights.input_scale, input_levels=weights.input_levels)
+
+
+def forward_logits(weights: MLPWeights, x: np.ndarray) -> np.ndarray:
+    """Logits (n, n_outputs) for raw inputs `x` (n, n_inputs) in 0..16. Vectorised over rows; loops over layers."""
+    h = prepare_inputs(weights, x)
+    last = len(weights.weights) - 1
+    for i, (w, b) in enumerate(zip(weights.weights, weights.biases, strict=True)):
+        h = h @ w + b
+        if i < last:
+            np.maximum(h, 0.0, out=h)
+    return h
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax. Subtracting each row's maximum first keeps exp() from overflowing on large logits."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def accuracy(weights: MLPWeights, X: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows whose top-1 class (argmax of the logits) equals `y`."""
+    y = np.asarray(y)
+    if y.size == 0:
+        raise ValueError("accuracy of an empty set is undefined.")
+    return float(np.mean(forward_logits(weights, X).argmax(axis=1) == y))
+
+
+# --- Training internals, shared with dpsgd.py. They work on prepared (coarsened and scaled) inputs. -----------
+
+
+def _check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise ValueError(f"Expected X (n, features) and y (n,), got {X.shape} and {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ValueError("y must hold integer class indices 0..k-1.")
+    return X, y.astype(np.int64), int(y.max()) + 1
+
+
+def _check_hyperparameters(
+    *, hidden: tuple[int, ...], epochs: int, learning_rate: float, batch_size: int, l2: float
+) -> None:
+    if any(h < 1 for h in hidden) or epochs < 1 or batch_size < 1 or learning_rate <= 0 or l2 < 0:
+        raise ValueError("hidden sizes, epochs and batch_size must be >= 1, learning_rate > 0 and l2 >= 0.")
+
+
+def _he_init(sizes: list[int], rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """He (Kaiming) normal initialisation, suited to ReLU layers: N(0, 2 / fan_in); biases start at zero."""
+    weights = [
+        rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out)) for fan_in, fan_out in itertools.pairwise(sizes)
+    ]
+    biases = [np.zeros(fan_out) for fan_out in sizes[1:]]
+    return weights, biases
+
+
+def _forward_all(weights: list[np.ndarray], biases: list[np.ndarray], a0: np.ndarray) -> list[np.ndarray]:
+    """The input of every layer, then the logits: [a0, a1, ..., logits]."""
+    activations = [a0]
+    h = a0
+    last = len(weights) - 1
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        h = h @ w + b
+        if i < last:
+            h = np.maximum(h, 0.0)
+        activations.append(h)
+    return activations
+
+
+def _layer_deltas(weights: list[np.ndarray], activations: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:
+    """Per-example gradients of each example's own cross-entropy loss with respect to each layer's
+    pre-activation, shape (n, outputs_i). Not averaged: the caller sums, averages or clips them per example."""
+    probabilities = softmax(activations[-1])
+    delta = probabilities
+    delta[np.arange(y.size), y] -= 1.0
+    deltas = [delta]
+    for i in range(len(weights) - 1, 0, -1):
+        # Back through layer i's weights and the ReLU of layer i-1 (its output is activations[i]).
+        delta = (delta @ weights[i].T) * (activations[i] > 0.0)
+        deltas.append(delta)
+    deltas.reverse()
+    return deltas
+
+
+def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_probabilities[np.arange(y.size), y].mean())
+
+
+class _Adam:
+    """Adam (Kingma & Ba, 2015) over a list of parameter arrays, updated in place."""
+
+    def __init__(
+        self, params: list[np.ndarray], learning_rate: float, beta1: float = 0.9, beta2: float = 0.999
+    ) -> None:
+        self.learning_rate, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, 1e-8
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        self.t += 1
+        correction1 = 1.0 - self.beta1**self.t
+        correction2 = 1.0 - self.beta2**self.t
+        for p, g, m, v in zip(params, grads, self.m, self.v, strict=True):
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * g * g
+            p -= self.learning_rate * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
+
+
+def train_mlp(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: tuple[int, ...],
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    l2: float,
+    seed: int,
+    input_levels: int | None = None,
+) -> MLPWeights:
+    """Train an MLP on raw inputs `X` (n, features) in 0..16 and labels `y` in 0..k-1, with mini-batch Adam on the
+    mean cross-entropy plus `l2`/2 * ||W||^2 (weights only, not biases). `input_levels` coarsens the inputs, and the
+    returned model coarsens its own inputs the same way at inference. Deterministic for a given `seed`."""
+    X, y, n_classes = _check_training_data(X, y)
+    _check_hyperparameters(hidden=hidden, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2)
+    rng = np.random.default_rng(seed)
+    a0 = _prepare(X, input_scale=TRAINING_INPUT_SCALE, input_levels=input_levels)
+    weights, biases = _he_init([X.shape[1], *hidden, n_classes], rng)
+    params = weights + biases  # the same array objects: the optimiser updates the layers in place
+    optimiser = _Adam(params, learning_rate)
+    n = y.size
+    for _epoch in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
+            activations = _forward_all(weights, biases, a0[batch])
+            deltas = _layer_deltas(weights, activations, y[batch])
+            grad_w = [a.T @ d / batch.size + l2 * w for a, d, w in zip(activations[:-1], deltas, weights, strict=True)]
+            grad_b = [d.mean(axis=0) for d in deltas]
+            optimiser.step(params, grad_w + grad_b)
+    return MLPWeights(
+        weights=tuple(weights), biases=tuple(biases), input_scale=TRAINING_INPUT_SCALE, input_levels=input_levels
+    )

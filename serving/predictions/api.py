@@ -1,0 +1,300 @@
+"""The /v1 prediction API: lean Django views on the hot path.
+
+Why not DRF here: its serializer alone spends ~130 us validating 64 floats, more than the whole forward pass
+(bench/README). Each view authenticates from in-memory snapshots (no PostgreSQL), validates with numpy, answers
+with orjson, and appends one query-log record to Redis before answering.
+"""
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+import orjson
+import redis
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from apikeys.authentication import bearer_token
+from apikeys.cache import ApiKeyContext, apikey_context
+from core.errors import ApplicationError
+from core.http import client_ip, user_agent
+from serving.defenses import DefenseConfig, apply_defenses, canonicalize
+from serving.ml.mlp import forward_logits
+from serving.predictions.errors import (
+    InvalidInputError,
+    MethodNotAllowedError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    SpendCapReachedError,
+    UnsupportedMediaTypeError,
+)
+from serving.predictions.querylog import QueryRecord, querylog_append
+from serving.predictions.runtime import serving_model, serving_models
+from serving.predictions.selectors import usage_for_organization
+from serving.predictions.validation import parse_predict_body
+from serving.quotas.limiter import Decision, fallback_admit, quota_consume
+from tiers.cache import TierSnapshot, tier_snapshot
+from tiers.models import OutputField
+
+_NOISE_SECRET = settings.OUTPUT_NOISE_SECRET.encode()
+_WATERMARK_SECRET = settings.WATERMARK_SECRET.encode()
+
+
+def json_response(data: object, *, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data), content_type="application/json", status=status)
+
+
+def error_response(error: ApplicationError) -> HttpResponse:
+    response = json_response({"error": {"code": error.code, "message": error.message}}, status=error.status)
+    if error.status == 503:
+        response["Retry-After"] = "5"
+    return response
+
+
+class _Call:
+    """What one API call has learned so far, for its query-log record."""
+
+    def __init__(self, request: HttpRequest, endpoint: str) -> None:
+        self.request = request
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.key: ApiKeyContext | None = None
+        self.tier: TierSnapshot | None = None
+
+    def new_record(self, *, status: int, error_code: str = "") -> QueryRecord:
+        if self.key is None:
+            raise RuntimeError("only an authenticated call has a query-log record")
+        return QueryRecord(
+            organization_id=self.key.organization_id,
+            api_key_id=self.key.key_id,
+            tier_code=self.key.tier_code,
+            endpoint=self.endpoint,
+            status=status,
+            error_code=error_code,
+            latency_us=int((time.perf_counter() - self.started) * 1_000_000),
+            client_ip=client_ip(self.request),
+            user_agent=user_agent(self.request),
+        )
+
+
+@dataclass
+class Served:
+    """A view's answer, not yet sent: the quota decides whether it goes out or becomes a 429."""
+
+    response: HttpResponse
+    record: QueryRecord
+    cost: int = 1
+    billable: bool = False
+
+
+_WINDOW_WORDS = {
+    "key_minute": "this key's per-minute limit",
+    "key_hour": "this key's hourly limit",
+    "key_day": "this key's daily limit",
+    "organization_minute": "your organization's per-minute limit",
+    "organization_hour": "your organization's hourly limit",
+    "organization_day": "your organization's daily limit",
+    "organization_month": "your plan's monthly included requests",
+    "fallback_minute": "a reduced limit while the service recovers",
+}
+
+
+def _admit(call: _Call, served: Served) -> Decision:
+    if settings.BENCHMARK_WITHOUT_QUOTA:  # the benchmark's baseline; refused by `check --deploy`
+        querylog_append(served.record)
+        return Decision(admitted=True, window="none", limit=0, remaining=0, reset_seconds=0)
+    try:
+        return quota_consume(
+            organization_id=call.key.organization_id,
+            key_id=call.key.key_id,
+            tier=call.tier,
+            cost=served.cost,
+            billable=served.billable,
+            record=served.record,
+        )
+    except redis.RedisError:
+        if call.tier.is_public:
+            raise  # public tiers fail closed: 503
+        return fallback_admit(
+            organization_id=call.key.organization_id, tier=call.tier, cost=served.cost, record=served.record
+        )
+
+
+def _rate_limit_headers(response: HttpResponse, decision: Decision) -> HttpResponse:
+    response["X-RateLimit-Limit"] = str(decision.limit)
+    response["X-RateLimit-Remaining"] = str(decision.remaining)
+    response["X-RateLimit-Reset"] = str(decision.reset_seconds)
+    return response
+
+
+def api_endpoint(*, endpoint: str, methods: tuple[str, ...]) -> Callable:
+    """Method check, authentication, quota, the JSON error shape, and a query-log record for every
+    authenticated call. A view returns `Served`; the quota decides whether it is sent."""
+
+    def decorate(view: Callable) -> Callable:
+        @csrf_exempt  # bearer keys, never cookies: there is no ambient credential to forge
+        @wraps(view)
+        def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
+            call = _Call(request, endpoint)
+            try:
+                if settings.API_KEY_PREFIX in request.META.get("QUERY_STRING", ""):
+                    raise InvalidInputError(
+                        "Send the API key in the Authorization header, never in the URL. Treat this key as "
+                        "exposed and roll it in the portal."
+                    )
+                # The key first: a frozen key gets 403 on every endpoint, whatever else is wrong.
+                call.key = apikey_context(raw_key=bearer_token(request.META.get("HTTP_AUTHORIZATION", "")))
+                if request.method not in methods:
+                    raise MethodNotAllowedError(f"Use {' or '.join(methods)} on this endpoint.")
+                call.tier = tier_snapshot(code=call.key.tier_code)
+                served = view(request, call, **kwargs)
+                served.record.latency_us = int((time.perf_counter() - call.started) * 1_000_000)
+                decision = _admit(call, served)
+                if decision.spend_capped:
+                    return error_response(
+                        SpendCapReachedError(
+                            "Your organization has reached its monthly spend cap. An owner can raise it on the "
+                            "billing page; it resets when the billing period ends."
+                        )
+                    )
+                if not decision.admitted:
+                    words = _WINDOW_WORDS.get(decision.window, "a rate limit")
+                    response = error_response(
+                        RateLimitedError(f"You have reached {words}. Retry after {decision.retry_after} seconds.")
+                    )
+                    response["Retry-After"] = str(decision.retry_after)
+                    return _rate_limit_headers(response, decision)
+                response = _rate_limit_headers(served.response, decision)
+                response["X-Request-Id"] = served.record.request_id
+                return response
+            except ApplicationError as error:
+                if call.key is not None:
+                    # The error answer does not depend on its record, so Redis trouble here is not the caller's.
+                    with contextlib.suppress(redis.RedisError):
+                        querylog_append(call.new_record(status=error.status, error_code=error.code))
+                response = error_response(error)
+                if isinstance(error, MethodNotAllowedError):
+                    response["Allow"] = ", ".join(methods)
+                return response
+            except redis.RedisError:
+                return error_response(
+                    ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds.")
+                )
+
+        return wrapper
+
+    return decorate
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaTypeError("Send the body as JSON with 'Content-Type: application/json'.")
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.API_MAX_BODY_BYTES
+    if length > limit:
+        raise PayloadTooLargeError(f"The request body is larger than {limit // 1024} KiB.")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"The request body is larger than {limit // 1024} KiB.")
+    return body
+
+
+_defense_configs: dict[bytes, DefenseConfig] = {}
+
+
+def _defense_config(tier: TierSnapshot) -> DefenseConfig:
+    """The tier's validated defenses, built once per distinct setting rather than per request."""
+    fingerprint = orjson.dumps(tier.defenses, option=orjson.OPT_SORT_KEYS)
+    config = _defense_configs.get(fingerprint)
+    if config is None:
+        config = DefenseConfig.from_dict(tier.defenses) if tier.defenses else DefenseConfig.none()
+        _defense_configs[fingerprint] = config
+    return config
+
+
+@api_endpoint(endpoint="predict", methods=("POST",))
+def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
+    tier = call.tier
+    model = serving_model(slug=model_id, variant=tier.model_variant)
+    if model is None:
+        raise ModelNotFoundError(f"There is no model '{model_id[:64]}'. GET /v1/models lists the models you can use.")
+    x = parse_predict_body(_read_body(request), max_batch=tier.max_batch_size)
+    logits = forward_logits(model.weights, x)
+    canonical = canonicalize(x)
+    defended = apply_defenses(
+        logits,
+        canonical,
+        config=_defense_config(tier),
+        class_labels=model.class_labels,
+        noise_secret=_NOISE_SECRET,
+        watermark_secret=_WATERMARK_SECRET,
+    )
+    with_confidence = OutputField.CONFIDENCE in tier.output_fields
+    with_probabilities = OutputField.PROBABILITIES in tier.output_fields
+    predictions = []
+    for item in defended:
+        answer: dict = {"label": item.label}
+        if with_confidence:
+            answer["confidence"] = item.confidence
+        if item.top_k is not None and len(item.top_k) > 1:
+            answer["top_k"] = [{"label": label, "confidence": conf} for label, conf in item.top_k]
+        if with_probabilities and item.probabilities is not None:
+            answer["probabilities"] = item.probabilities
+        predictions.append(answer)
+    record = call.new_record(status=200)
+    record.model_slug, record.model_version, record.variant = model.slug, model.version, model.variant
+    record.inputs = canonical.tobytes()
+    record.labels = [item.label for item in defended]
+    record.clean_labels = [item.clean_label for item in defended]
+    record.confidences = [float(item.confidence) for item in defended]
+    record.watermarked = [bool(item.watermarked) for item in defended]
+    response = json_response({"model": model.slug, "version": model.version, "predictions": predictions})
+    # The quota script appends the record before anything is sent: an answer without one would be unbilled.
+    return Served(response=response, record=record, cost=len(defended), billable=True)
+
+
+@api_endpoint(endpoint="models", methods=("GET",))
+def model_list(request: HttpRequest, call: _Call) -> Served:
+    tier = call.tier
+    models = [
+        {
+            "id": model.slug,
+            "version": model.version,
+            "classes": list(model.class_labels),
+            "input": {"shape": list(model.input_shape), "min": model.input_min, "max": model.input_max},
+        }
+        for model in serving_models(variant=tier.model_variant)
+    ]
+    return Served(response=json_response({"models": models}), record=call.new_record(status=200))
+
+
+@api_endpoint(endpoint="usage", methods=("GET",))
+def usage(request: HttpRequest, call: _Call) -> Served:
+    tier = call.tier
+    current = usage_for_organization(organization_id=call.key.organization_id, now=timezone.now())
+    response = json_response(
+        {
+            "tier": tier.code,
+            "period": {"start": current.period_start.isoformat(), "end": current.period_end.isoformat()},
+            "usage": {"requests": current.requests, "predictions": current.predictions},
+            "limits": {
+                "requests_per_minute": tier.requests_per_minute,
+                "requests_per_hour": tier.requests_per_hour,
+                "requests_per_day": tier.requests_per_day,
+                "monthly_included_requests": tier.monthly_included_requests,
+                "overage_allowed": tier.overage_allowed,
+                "max_batch_size": tier.max_batch_size,
+            },
+        }
+    )
+    return Served(response=response, record=call.new_record(status=200))

@@ -1,0 +1,33 @@
+"""Celery tasks of the query log. Both are idempotent, so a redelivery after a killed worker is harmless."""
+
+from celery import shared_task
+from django.conf import settings
+
+from serving.predictions.querylog import querylog_flush
+from serving.predictions.services import querylog_prune_raw_inputs
+
+
+@shared_task(
+    name="predictions.flush_query_log",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=120,
+    soft_time_limit=100,
+    ignore_result=True,
+)
+def flush_query_log() -> int:
+    """Move query-log records from the Redis stream to PostgreSQL (runs every 2 s from beat)."""
+    return querylog_flush(batch_size=settings.QUERY_LOG_FLUSH_BATCH)
+
+
+@shared_task(
+    name="predictions.prune_query_log_inputs",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=1800,
+    soft_time_limit=1700,
+    ignore_result=True,
+)
+def prune_query_log_inputs() -> int:
+    """Drop raw inputs older than QUERY_LOG_RAW_INPUT_RETENTION_DAYS (daily)."""
+    return querylog_prune_raw_inputs()

@@ -1,0 +1,181 @@
+"""Quotas: one atomic Redis round trip admits or refuses an API call and appends its query-log record.
+
+Policy when Redis is unreachable (fail closed for the public, open within bounds for contracts):
+- public tiers (free, pro) get 503 `service_unavailable` with Retry-After: no counter, no serving;
+- enterprise keys are served under a conservative per-process limit (`QUOTA_FALLBACK_FRACTION` of the tier's
+  per-minute limit, per organization, per web process); their records wait in the process's memory and are
+  appended once Redis answers again, so they are still billed and seen by the abuse jobs.
+Counters a Redis restart lost are rebuilt from PostgreSQL before the next decision (the script asks for it), so
+a restart never hands an organization a fresh monthly quota.
+"""
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db.models import Sum
+
+from accounts.models import Organization
+from core.redis import guarded_redis_client, redis_breaker_trip
+from serving.predictions.models import QueryLog
+from serving.predictions.querylog import QueryRecord, record_payload, shard_tag, stream_key
+from tiers.cache import TierSnapshot
+
+_SCRIPT_SOURCE = (Path(__file__).parent / "quota.lua").read_text()
+_MONTH_TTL_SECONDS = 40 * 86400
+_script = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    # Not admitted because the organization reached its monthly spend cap (402), rather than a rate limit (429).
+    window: str
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after: int = 0
+    spend_capped: bool = False
+
+
+def _quota_script(connection: redis.Redis):
+    global _script
+    if _script is None:
+        _script = connection.register_script(_SCRIPT_SOURCE)  # EVALSHA, loading the script once if Redis lacks it
+    return _script
+
+
+def counter_keys(*, organization_id: int, key_id: int) -> tuple[str, str]:
+    tag = shard_tag(organization_id)
+    return f"moat:{tag}:k:{key_id}", f"moat:{tag}:o:{organization_id}"
+
+
+def monthly_usage_from_database(*, organization_id: int, period: str) -> int:
+    """Units served in a calendar month (YYYYMM), as recorded in PostgreSQL."""
+    start = datetime(int(period[:4]), int(period[4:]), 1, tzinfo=UTC)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    total = QueryLog.objects.filter(
+        organization_id=organization_id, created_at__gte=start, created_at__lt=end, endpoint="predict", status=200
+    ).aggregate(units=Sum("batch_size"))["units"]
+    return int(total or 0)
+
+
+def _seed(connection: redis.Redis, *, organization_id: int, period: str) -> None:
+    """Rebuild what Redis lost for an organization: the month's units from PostgreSQL, the adaptive factor."""
+    _, org_prefix = counter_keys(organization_id=organization_id, key_id=0)
+    used = monthly_usage_from_database(organization_id=organization_id, period=period)
+    connection.set(f"{org_prefix}:mo:{period}", used, nx=True, ex=_MONTH_TTL_SECONDS)
+    factor = Organization.objects.filter(pk=organization_id).values_list("throttle_factor", flat=True).first()
+    if factor is not None and factor < 1:
+        connection.set(f"{org_prefix}:factor", str(factor), nx=True)
+
+
+def quota_consume(
+    *, organization_id: int, key_id: int, tier: TierSnapshot, cost: int, billable: bool, record: QueryRecord
+) -> Decision:
+    """Admit the call (counting `cost` units in every window) and append `record`, or refuse it and append a
+    throttle record naming the window; both in one atomic script. Raises redis.RedisError."""
+    connection = guarded_redis_client()
+    key_prefix, org_prefix = counter_keys(organization_id=organization_id, key_id=key_id)
+    refused = replace(
+        record, status=429, error_code="rate_limited", limit_window="__WINDOW__", inputs=b"", labels=[],
+        clean_labels=[], confidences=[], watermarked=[],
+    )  # fmt: skip
+    args = [
+        cost, int(billable), int(not tier.overage_allowed),
+        tier.key_requests_per_minute, tier.key_requests_per_hour, tier.key_requests_per_day,
+        tier.requests_per_minute, tier.requests_per_hour, tier.requests_per_day,
+        tier.monthly_included_requests, record_payload(record), record_payload(refused),
+    ]  # fmt: skip
+    keys = [key_prefix, org_prefix, stream_key(organization_id)]
+    script = _quota_script(connection)
+    try:
+        for _ in range(2):
+            result = script(keys=keys, args=args, client=connection)
+            if result[0] != b"seed":
+                break
+            _seed(connection, organization_id=organization_id, period=result[1].decode())
+        else:
+            raise redis.RedisError("quota counters could not be rebuilt")
+        fallback_drain(connection)
+    except redis.RedisError:
+        redis_breaker_trip()
+        raise
+    status, window, limit, remaining, reset, retry_after = result
+    return Decision(
+        admitted=status == b"ok",
+        spend_capped=status == b"capped",
+        window=window.decode(),
+        limit=int(limit),
+        remaining=int(remaining),
+        reset_seconds=max(int(reset), 0),
+        retry_after=max(int(retry_after), 1) if status != b"ok" else 0,
+    )
+
+
+# --- The fallback while Redis is unreachable ----------------------------------------------------------------
+_fallback_lock = threading.Lock()
+_fallback_buckets: dict[int, tuple[float, float]] = {}  # organization -> (tokens, last refill, monotonic)
+_fallback_records: collections.deque[QueryRecord] = collections.deque(maxlen=100_000)
+
+
+def fallback_admit(*, organization_id: int, tier: TierSnapshot, cost: int, record: QueryRecord) -> Decision:
+    """A per-process token bucket for the enterprise tier while Redis is down; admitted records are kept to be
+    appended when Redis is back."""
+    rate_per_second = max(tier.requests_per_minute * settings.QUOTA_FALLBACK_FRACTION / 60.0, 0.0)
+    capacity = max(rate_per_second * 60.0, 1.0)
+    now = time.monotonic()
+    with _fallback_lock:
+        tokens, last = _fallback_buckets.get(organization_id, (capacity, now))
+        tokens = min(capacity, tokens + (now - last) * rate_per_second)
+        admitted = tokens >= cost
+        if admitted:
+            tokens -= cost
+            _fallback_records.append(record)
+        _fallback_buckets[organization_id] = (tokens, now)
+    retry_after = 0 if admitted else max(int((cost - tokens) / rate_per_second) + 1 if rate_per_second else 60, 1)
+    return Decision(
+        admitted=admitted,
+        window="fallback_minute",
+        limit=int(capacity),
+        remaining=int(tokens),
+        reset_seconds=60,
+        retry_after=retry_after,
+    )
+
+
+def fallback_drain(connection: redis.Redis) -> int:
+    """Append the records served while Redis was down; returns how many. Cheap when there are none."""
+    if not _fallback_records:
+        return 0
+    drained = 0
+    while _fallback_records:
+        with _fallback_lock:
+            batch = [_fallback_records.popleft() for _ in range(min(500, len(_fallback_records)))]
+        pipe = connection.pipeline(transaction=False)
+        for record in batch:
+            pipe.xadd(stream_key(record.organization_id), {"r": record_payload(record)})
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            with _fallback_lock:
+                _fallback_records.extendleft(reversed(batch))
+            raise
+        drained += len(batch)
+    return drained
+
+
+def fallback_pending() -> int:
+    return len(_fallback_records)
+
+
+def fallback_reset() -> None:
+    """Forget this process's fallback buckets and buffered records (tests)."""
+    with _fallback_lock:
+        _fallback_buckets.clear()
+        _fallback_records.clear()

@@ -1,0 +1,67 @@
+"""The model registry: a model has versions; each version is one variant (full or defended) with a verified
+artifact, its held-out metrics and the provenance of its training data. One version per variant is active."""
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+from tiers.models import ModelVariant
+
+
+class MLModel(models.Model):
+    slug = models.SlugField(max_length=64, unique=True, help_text="The id used in the API, e.g. 'digits'.")
+    description = models.CharField(max_length=255)
+    class_labels = ArrayField(models.CharField(max_length=64))
+    input_shape = ArrayField(models.PositiveIntegerField())
+    input_min = models.FloatField()
+    input_max = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ModelVersion(models.Model):
+    model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=64, help_text="Unique per model and variant, e.g. '2026.11.22-1'.")
+    variant = models.CharField(max_length=16, choices=ModelVariant.choices)
+    artifact_path = models.CharField(max_length=500, help_text="Relative to MODEL_ARTIFACT_DIR.")
+    artifact_sha256 = models.CharField(max_length=64)
+    metrics = models.JSONField(default=dict, help_text="Held-out accuracy and training figures.")
+    provenance = models.JSONField(default=dict, help_text="Training data set, its hash and row counts.")
+    dp_epsilon = models.FloatField(null=True, blank=True, help_text="Privacy budget spent, for DP-SGD training.")
+    dp_delta = models.FloatField(null=True, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "variant", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "variant", "version"], name="model_version_unique"),
+            models.UniqueConstraint(
+                fields=["model", "variant"], condition=models.Q(is_active=True), name="one_active_version_per_variant"
+            ),
+            # `<slug>-<variant>-<version>.npz` is not injective (slug "x-full" + variant "defended" + version "1"
+            # vs slug "x" + "full" + "defended-1"): without this, one registration could overwrite another's file.
+            models.UniqueConstraint(fields=["artifact_path"], name="model_version_artifact_path_unique"),
+            # A DP guarantee is a pair; epsilon alone (or delta alone) is not a statement about privacy. The
+            # explicit IS NOT NULLs matter: a CHECK passes when its condition is NULL, as `NULL > 0` is.
+            models.CheckConstraint(
+                condition=models.Q(dp_epsilon__isnull=True, dp_delta__isnull=True)
+                | models.Q(
+                    dp_epsilon__isnull=False,
+                    dp_delta__isnull=False,
+                    dp_epsilon__gte=0,
+                    dp_delta__gt=0,
+                    dp_delta__lt=1,
+                ),
+                name="model_version_dp_epsilon_delta_pair",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} {self.variant} {self.version}"

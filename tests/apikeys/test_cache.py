@@ -1,0 +1,43 @@
+"""The hot path's key snapshots: a freeze reaches the API, and a reader holding a row it read just before the
+freeze committed cannot write its stale copy over the fresh one."""
+
+import pytest
+
+import apikeys.cache as cache
+from apikeys.cache import apikey_cache_forget_local, apikey_context
+from apikeys.errors import KeyFrozenError
+from apikeys.models import ApiKey
+from apikeys.services import apikeys_freeze_for_organization
+from tests.factories import raw_key_for
+
+
+def test_a_reader_that_loaded_the_row_before_a_freeze_cannot_resurrect_the_key(
+    organization, monkeypatch, django_capture_on_commit_callbacks
+):
+    raw = raw_key_for(organization)
+    original = cache._snapshot_from_database
+    calls = []
+
+    def row_read_then_freeze_commits(key_hash: str):
+        stale = original(key_hash)
+        if not calls:
+            calls.append(key_hash)
+            # Between this reader's SELECT and its SET, a freeze commits and its hook refreshes Redis.
+            with django_capture_on_commit_callbacks(execute=True):
+                apikeys_freeze_for_organization(organization_id=organization.pk, actor="abuse:test", reason="x")
+        return stale
+
+    monkeypatch.setattr(cache, "_snapshot_from_database", row_read_then_freeze_commits)
+
+    assert apikey_context(raw_key=raw).state == "active"  # this request read the row before the freeze
+    apikey_cache_forget_local()
+    with pytest.raises(KeyFrozenError):
+        apikey_context(raw_key=raw)  # and the next one, in any process, sees the freeze
+    assert ApiKey.objects.get().state == "frozen"
+
+
+def test_a_write_while_redis_is_down_still_commits(organization, settings, django_capture_on_commit_callbacks):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    with django_capture_on_commit_callbacks(execute=True):
+        raw_key_for(organization)
+    assert ApiKey.objects.filter(organization=organization).count() == 1

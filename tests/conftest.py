@@ -1,0 +1,122 @@
+import os
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import Client
+
+from accounts.models import Organization, User
+from tests.factories import member
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Every test starts with an empty (test-only) Redis database and empty in-process snapshots: counters and
+    caches never leak between tests."""
+    from apikeys.cache import apikey_cache_forget_local
+    from core.redis import redis_breaker_reset
+    from serving.predictions.runtime import serving_models_reload
+    from tiers.cache import tier_cache_clear
+
+    connection = redis.Redis.from_url(settings.REDIS_URL)
+    connection.flushdb()
+    apikey_cache_forget_local()
+    tier_cache_clear()
+    serving_models_reload()
+    redis_breaker_reset()
+    yield
+    connection.flushdb()
+    connection.close()
+
+
+SEED_MIGRATIONS = (
+    "tiers.migrations.0002_seed_tiers",
+    "tiers.migrations.0003_tier_defenses",
+    "legal.migrations.0002_seed_terms",
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed_data_for_transactional_tests(request):
+    """Transactional tests end by emptying every table, the migrations' seed rows too: put the tiers and the
+    Terms back first, so each such test starts from the database a fresh migration leaves."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    import importlib
+
+    from django.apps import apps
+
+    for module in SEED_MIGRATIONS:
+        importlib.import_module(module).seed(apps, None)
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return member(email="owner@example.com")
+
+
+@pytest.fixture
+def organization(owner) -> Organization:
+    return owner.membership.organization
+
+
+@pytest.fixture
+def other_owner(db) -> User:
+    """The owner of a second organization: the tenant that must never see the first one's data."""
+    return member(email="rival@example.org")
+
+
+def signed_in(user: User) -> Client:
+    """A client with the user's session. (The login page itself is specified in tests/accounts/test_views.py.)"""
+    client = Client()
+    client.force_login(user, backend="accounts.backends.EmailBackend")
+    return client
+
+
+@pytest.fixture
+def owner_client(owner) -> Client:
+    return signed_in(owner)
+
+
+# --- Playwright driving Debian's Chromium against pytest-django's live server (one browser per session) ---
+# Debian's chromium package; MOAT_CHROMIUM points elsewhere (e.g. on Ubuntu, where apt's chromium is a snap).
+CHROMIUM = Path(os.environ.get("MOAT_CHROMIUM", "/usr/bin/chromium"))
+# Without the background-networking flags Chromium keeps dialling out, and this network refuses it.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is missing at {CHROMIUM}: the test command installs it (apt-get).")
+        pytest.skip("Chromium is not installed; `make test` installs it")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server, settings):
+    settings.SITE_URL = live_server.url
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

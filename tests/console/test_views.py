@@ -1,0 +1,50 @@
+"""The staff console: 404 for everyone but staff; the revenue page's figures come from the usage rows."""
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import BillingState, Organization
+from billing.metering.models import UsageDay
+from tests.conftest import signed_in
+from tests.factories import OrganizationFactory, UserFactory, member
+from tiers.models import Tier
+
+CONSOLE_URLS = ["/console/", "/console/revenue/"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", CONSOLE_URLS)
+def test_non_staff_get_404_on_every_console_url(url, owner):
+    assert Client().get(url).status_code == 404
+    assert signed_in(owner).get(url).status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", CONSOLE_URLS)
+def test_staff_see_the_console(url):
+    assert signed_in(UserFactory(is_staff=True)).get(url).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_revenue_page_shows_revenue_by_tier_top_users_failed_payments_and_clone_costs():
+    pro = Tier.objects.get(code="pro")
+    heavy = member(organization=OrganizationFactory(name="Heavy Co", tier=pro)).membership.organization
+    light = member(organization=OrganizationFactory(name="Light Co", tier=pro)).membership.organization
+    today = timezone.now().date()
+    UsageDay.objects.create(organization=heavy, day=today, tier_code="pro", requests=10, units=1_000_500)
+    UsageDay.objects.create(organization=light, day=today, tier_code="pro", requests=1, units=20)
+    Organization.objects.filter(pk=light.pk).update(billing_state=BillingState.PAST_DUE)
+
+    page = signed_in(UserFactory(is_staff=True)).get("/console/revenue/").content.decode()
+
+    # Two pro organizations: $49 base each, plus 500 inputs of overage at $0.50 per 1,000 = $0.25.
+    assert "$98.25" in page
+    assert page.index("Heavy Co") < page.index("Light Co")
+    assert "1,000,500" in page
+    failed = page[page.index('id="failed-payments"') :]
+    assert "Light Co" in failed and "Heavy Co" not in failed
+    assert "unknown (no red-team report yet)" in page
+    assert f"${Decimal('0.0005'):.6f}" in page

@@ -1,0 +1,60 @@
+"""The demo models the `train_demo_model` command produced (trained once per session, see tests/serving/conftest)."""
+
+import numpy as np
+import pytest
+
+from serving.ml.digits import load_digits_split
+from serving.ml.mlp import accuracy, forward_logits
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_digits_split(seed=0)
+
+
+def test_full_model_reaches_97_percent_on_the_held_out_rows(demo_run, split):
+    full = demo_run.models.full
+
+    assert accuracy(full.weights, split.X_test, split.y_test) >= 0.97
+    assert full.metrics["holdout_accuracy"] == round(accuracy(full.weights, split.X_test, split.y_test), 6)
+    assert full.weights.hidden == (256, 128) and full.weights.input_levels is None
+
+
+def test_defended_model_is_smaller_coarser_lower_and_within_5_points(demo_run, split):
+    full, defended = demo_run.models.full, demo_run.models.defended
+    full_accuracy = accuracy(full.weights, split.X_test, split.y_test)
+    defended_accuracy = accuracy(defended.weights, split.X_test, split.y_test)
+
+    assert full_accuracy - 0.05 <= defended_accuracy < full_accuracy
+    assert defended.weights.hidden == (24,) and defended.weights.input_levels == 4
+
+
+def test_agreement_with_full_is_the_share_of_held_out_rows_with_the_same_top1(demo_run, split):
+    full_top1 = forward_logits(demo_run.models.full.weights, split.X_test).argmax(axis=1)
+    defended_top1 = forward_logits(demo_run.models.defended.weights, split.X_test).argmax(axis=1)
+
+    assert demo_run.models.defended.metrics["agreement_with_full"] == round(
+        float(np.mean(full_top1 == defended_top1)), 6
+    )
+    assert demo_run.models.full.metrics["agreement_with_full"] == 1.0
+
+
+def test_each_version_records_its_metrics_and_the_split_provenance(demo_run, split):
+    for variant in (demo_run.models.full, demo_run.models.defended):
+        assert {
+            "holdout_accuracy",
+            "holdout_rows",
+            "train_accuracy",
+            "hidden_layers",
+            "epochs",
+            "agreement_with_full",
+        } <= (variant.metrics.keys())
+        assert variant.metrics["holdout_rows"] == 450
+        assert variant.metrics["hidden_layers"] == list(variant.weights.hidden)
+        assert variant.provenance == split.provenance
+
+
+def test_training_both_models_takes_well_under_a_minute(demo_run):
+    assert demo_run.seconds < 30

@@ -1,0 +1,114 @@
+"""The policy when Redis fails, tested by killing a real redis-server: public tiers fail closed, enterprise keys
+are served under the per-process fallback and their records arrive once Redis is back; counters a restart lost
+are rebuilt from PostgreSQL; a hung Redis cannot hang requests."""
+
+import time
+
+import orjson
+import pytest
+from django.test import Client
+
+from accounts.models import Organization
+from core.redis import redis_breaker_reset, redis_client
+from serving.predictions.models import QueryLog
+from serving.predictions.querylog import querylog_append, querylog_flush
+from serving.quotas.limiter import counter_keys, fallback_pending, fallback_reset
+from tests.factories import OrganizationFactory, member, raw_key_for
+from tests.processes import RedisServer
+from tests.serving.predictions.test_querylog import record_for
+from tiers.models import Tier
+
+pytestmark = pytest.mark.usefixtures("registered_digits")
+
+
+def predict(key: str, n: int = 1):
+    return Client().post(
+        "/v1/models/digits/predict",
+        orjson.dumps({"inputs": [[0] * 64] * n}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+
+def organization_on(code: str) -> Organization:
+    return member(organization=OrganizationFactory(tier=Tier.objects.get(code=code))).membership.organization
+
+
+@pytest.fixture
+def redis_server(tmp_path, settings):
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis").start()
+    settings.REDIS_URL = server.url
+    fallback_reset()
+    yield server
+    server.kill()
+    fallback_reset()
+
+
+def test_public_tiers_fail_closed_and_enterprise_is_served_under_the_fallback(redis_server, settings):
+    settings.QUOTA_FALLBACK_FRACTION = 0.001  # enterprise: 6,000/min -> 6 per minute per process
+    free_key = raw_key_for(organization_on("free"))
+    enterprise = organization_on("enterprise")
+    enterprise_key = raw_key_for(enterprise)
+    assert predict(free_key).status_code == 200
+    assert predict(enterprise_key).status_code == 200
+
+    redis_server.kill()
+
+    down = predict(free_key)
+    assert down.status_code == 503 and int(down["Retry-After"]) > 0
+    assert orjson.loads(down.content)["error"]["code"] == "service_unavailable"
+    answers = [predict(enterprise_key) for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 6 + [429]
+    assert fallback_pending() == 6
+
+    redis_server.start()  # AOF: the stream and counters come back
+    redis_breaker_reset()  # what a second of waiting does
+    assert predict(enterprise_key).status_code == 200
+    assert fallback_pending() == 0
+    querylog_flush()
+    assert QueryLog.objects.filter(organization=enterprise, status=200).count() == 8
+
+
+def test_a_restart_that_lost_the_counters_rebuilds_the_month_and_the_factor_from_postgresql(
+    redis_server, django_capture_on_commit_callbacks
+):
+    organization = organization_on("free")
+    key = raw_key_for(organization)
+    included = Tier.objects.get(code="free").monthly_included_requests
+    from apikeys.models import ApiKey
+
+    # The month so far, as PostgreSQL knows it: all but one of the included units used.
+    querylog_append(record_for(ApiKey.objects.get(organization=organization), inputs=b"\x00" * 64))
+    querylog_flush()
+    QueryLog.objects.filter(organization=organization).update(batch_size=included - 1)
+    Organization.objects.filter(pk=organization.pk).update(throttle_factor=0.5)
+
+    redis_server.kill()
+    redis_server.persistent = False
+    for path in redis_server.folder.glob("appendonly*"):
+        path.unlink()
+    redis_server.start()  # an empty Redis
+    redis_breaker_reset()
+
+    first = predict(key)
+    assert first.status_code == 200
+    # The tightest window is now the month, rebuilt from PostgreSQL rather than handed out fresh.
+    assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == (str(included), "0")
+    assert predict(key).status_code == 429
+    _, prefix = counter_keys(organization_id=organization.pk, key_id=0)
+    assert redis_client().get(f"{prefix}:factor") == b"0.5"  # the adaptive factor came back too
+
+
+def test_a_hung_redis_answers_503_quickly_instead_of_hanging(redis_server, settings):
+    key = raw_key_for(organization_on("free"))
+    assert predict(key).status_code == 200
+    redis_server.pause()
+    try:
+        started = time.monotonic()
+        response = predict(key)
+        elapsed = time.monotonic() - started
+    finally:
+        redis_server.resume()
+    assert response.status_code == 503
+    assert elapsed < 2 * settings.REDIS_SOCKET_TIMEOUT + 0.5

@@ -1,0 +1,321 @@
+"""`manage.py verify_watermark`: the operator's check of a suspect model, from a CSV of its answers or a live API."""
+
+import csv
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from serving.defenses import DefenseConfig, apply_defenses
+from serving.predictions.management.commands import verify_watermark as command_module
+from serving.predictions.management.commands.verify_watermark import Command
+from serving.watermark import watermark_batch
+
+SECRET = "command-test-watermark-secret"
+LABELS = [str(i) for i in range(10)]
+
+
+class LinearModel:
+    """Our model's stand-in: a fixed random linear map of the 64 pixels to 10 logits."""
+
+    def __init__(self, seed: int = 1) -> None:
+        rng = np.random.default_rng(seed)
+        self.weights = rng.normal(size=(64, 10))
+
+    def logits(self, rows: np.ndarray) -> np.ndarray:
+        return rows.astype(np.float64) @ self.weights
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        return self.logits(rows).argmax(axis=1)
+
+
+MODEL = LinearModel()
+
+
+@pytest.fixture(autouse=True)
+def _secret(settings):
+    settings.WATERMARK_SECRET = SECRET
+
+
+@pytest.fixture
+def stand_in_model(monkeypatch):
+    """Our clean labels from the stand-in, not the registry (the registry path has its own test below)."""
+    calls = []
+
+    def fake(*, model_slug: str, variant: str):
+        calls.append((model_slug, variant))
+        return LABELS, MODEL.labels
+
+    monkeypatch.setattr(command_module, "load_clean_labeller", fake)
+    return calls
+
+
+def _run(*args: str) -> str:
+    out = StringIO()
+    call_command(Command(), *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def _thief_answers(rows: np.ndarray) -> list[str]:
+    """What a copy trained on our public answers says: exactly the defended answers (watermarks included)."""
+    answers = apply_defenses(
+        MODEL.logits(rows),
+        rows,
+        config=DefenseConfig(watermark_fraction=0.005),
+        class_labels=LABELS,
+        noise_secret=b"noise",
+        watermark_secret=SECRET.encode(),
+    )
+    return [a.label for a in answers]
+
+
+def _write_csv(path: Path, rows: np.ndarray, labels: list[str], *, header: bool) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        if header:
+            writer.writerow(["label", *[f"pixel_{i}" for i in range(64)]])
+            writer.writerows([label, *row.tolist()] for row, label in zip(rows, labels, strict=True))
+        else:
+            writer.writerows([*row.tolist(), label] for row, label in zip(rows, labels, strict=True))
+    return path
+
+
+def _inputs(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 17, size=(n, 64), dtype=np.uint8)
+
+
+# --- CSV mode ------------------------------------------------------------------------------------------------------
+
+
+def test_csv_of_a_thiefs_answers_is_flagged_in_json(tmp_path, stand_in_model):
+    rows = _inputs(5000)
+    path = _write_csv(tmp_path / "suspect.csv", rows, _thief_answers(rows), header=True)
+
+    result = json.loads(_run("--csv", str(path), "--json"))
+
+    chosen, _ = watermark_batch(rows, MODEL.labels(rows), 10, watermark_secret=SECRET.encode(), fraction=0.005)
+    assert result["inputs"] == 5000
+    assert result["watermark_inputs"] == int(chosen.sum()) > 10
+    assert result["matches"] == result["watermark_inputs"]
+    assert result["chance_rate"] == pytest.approx(1 / 9)
+    assert result["p_value"] < 1e-10
+    assert result["verdict"] is True
+    assert (result["model"], result["variant"], result["source"]) == ("digits", "full", str(path))
+    assert stand_in_model == [("digits", "full")]
+
+
+def test_csv_of_an_independent_model_is_not_flagged_and_the_summary_says_so(tmp_path, stand_in_model):
+    rows = _inputs(5000)
+    path = _write_csv(tmp_path / "honest.csv", rows, [LABELS[i] for i in MODEL.labels(rows)], header=False)
+
+    out = _run("--csv", str(path), "--model", "digits", "--variant", "defended")
+
+    assert "Watermark verification of" in out
+    assert "matches (our wm label):   0" in out
+    assert "p-value (binomial tail):  1" in out
+    assert "not detected" in out
+    assert stand_in_model == [("digits", "defended")]
+
+
+def test_csv_summary_of_a_thief_reports_detection(tmp_path, stand_in_model):
+    rows = _inputs(3000, seed=4)
+    path = _write_csv(tmp_path / "suspect.csv", rows, _thief_answers(rows), header=False)
+
+    out = _run("--csv", str(path))
+
+    assert "WATERMARK DETECTED (p < 0.01)" in out
+    assert "chance rate (null):       0.1111" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "holds no rows"),
+        (",".join(["1"] * 64) + "\n", "line 1: expected 65 columns, got 64"),
+        (",".join(["x"] * 65) + "\n", "header must name 64 pixel columns and one 'label'"),
+        ("label," + ",".join(f"p{i}" for i in range(64)) + "\n", "a header but no rows"),
+        (",".join(["1"] * 63 + ["a", "3"]) + "\n" + ",".join(["1"] * 65) + "\n", "header must name"),
+        (",".join(["1"] * 65) + "\n" + ",".join(["1"] * 63 + ["a", "3"]) + "\n", "line 2: a pixel is not a number"),
+        (",".join(["1"] * 63 + ["nan", "3"]) + "\n", "finite"),
+    ],
+)
+def test_malformed_csv_files_are_refused_with_the_reason(tmp_path, stand_in_model, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+
+    with pytest.raises(CommandError, match=message):
+        _run("--csv", str(path))
+
+
+def test_a_missing_csv_file_is_refused(tmp_path, stand_in_model):
+    with pytest.raises(CommandError, match="Cannot read"):
+        _run("--csv", str(tmp_path / "missing.csv"))
+
+
+def test_a_missing_watermark_secret_is_refused(tmp_path, settings, stand_in_model):
+    del settings.WATERMARK_SECRET
+    path = _write_csv(tmp_path / "s.csv", _inputs(3), ["1", "2", "3"], header=False)
+
+    with pytest.raises(CommandError, match="WATERMARK_SECRET is not set"):
+        _run("--csv", str(path))
+
+
+def test_one_source_is_required_and_url_needs_a_key(stand_in_model):
+    with pytest.raises(CommandError):
+        _run("--json")
+    with pytest.raises(CommandError, match="--url needs --api-key"):
+        _run("--url", "http://127.0.0.1:9")
+    with pytest.raises(CommandError, match="http"):
+        _run("--url", "file:///etc/passwd", "--api-key", "k", "--probe-count", "1")
+
+
+# --- URL mode ------------------------------------------------------------------------------------------------------
+
+
+class _SuspectApi(BaseHTTPRequestHandler):
+    """A copy of our API run by a thief on 127.0.0.1: it answers from the answers it bought (`bought`), and its
+    own model for anything else (the `fallback`)."""
+
+    bought: dict[bytes, str] = {}
+    fallback = staticmethod(lambda rows: [LABELS[i] for i in MODEL.labels(rows)])
+    requests: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"path": self.path, "auth": self.headers["Authorization"], "n": len(body["inputs"])})
+        rows = np.array(body["inputs"], dtype=np.uint8)
+        fallback = type(self).fallback(rows)
+        labels = [type(self).bought.get(row.tobytes(), fallback[i]) for i, row in enumerate(rows)]
+        payload = json.dumps({"model": "digits", "predictions": [{"label": label} for label in labels]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def suspect_api() -> Iterator[tuple[str, type[_SuspectApi]]]:
+    handler = type("Handler", (_SuspectApi,), {"bought": {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_url_mode_probes_a_thief_with_its_own_data_set_and_flags_it(tmp_path, stand_in_model, suspect_api):
+    url, handler = suspect_api
+    public = _inputs(6000, seed=8)  # the data set the thief queried us with, which we hold too
+    handler.bought = {row.tobytes(): label for row, label in zip(public, _thief_answers(public), strict=True)}
+    inputs_csv = _write_csv(tmp_path / "public.csv", public, ["?"] * len(public), header=False)
+
+    result = json.loads(
+        _run(
+            "--url",
+            url + "/",
+            "--api-key",
+            "moat_live_x",
+            "--probe-count",
+            "25",
+            "--batch-size",
+            "10",
+            "--inputs",
+            str(inputs_csv),
+            "--json",
+        )
+    )
+
+    assert result["watermark_inputs"] == 25
+    assert result["matches"] >= 20  # the base rows themselves, plus variations only a generalising copy matches
+    assert result["verdict"] is True
+    assert [r["n"] for r in handler.requests] == [10, 10, 5]
+    assert {r["path"] for r in handler.requests} == {"/v1/models/digits/predict"}
+    assert {r["auth"] for r in handler.requests} == {"Bearer moat_live_x"}
+
+
+def test_url_mode_does_not_flag_an_honest_api(stand_in_model, suspect_api):
+    url, handler = suspect_api
+
+    out = _run("--url", url, "--api-key", "k", "--probe-count", "30")
+
+    assert "watermark inputs:         30" in out
+    assert "matches (our wm label):   0" in out
+    assert "not detected" in out
+    assert [r["n"] for r in handler.requests] == [30]
+
+
+def test_url_mode_reports_http_errors(stand_in_model):
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(b'{"error": "bad key"}')
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(CommandError, match="answered HTTP 401"):
+            _run("--url", f"http://127.0.0.1:{server.server_address[1]}", "--api-key", "k", "--probe-count", "1")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# --- the registry path -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_clean_labels_come_from_the_active_full_model_in_the_registry(tmp_path, settings):
+    from serving.ml.artifacts import save_artifact
+    from serving.ml.mlp import MLPWeights
+    from serving.registry.services import model_get_or_create_digits, version_register
+
+    settings.MODEL_ARTIFACT_DIR = str(tmp_path / "models")
+    weights = MLPWeights(weights=(MODEL.weights,), biases=(np.zeros(10),), input_scale=1.0)
+    artifact = tmp_path / "tiny.npz"
+    save_artifact(artifact, weights, class_labels=LABELS)
+    version_register(
+        model=model_get_or_create_digits(),
+        variant="full",
+        version="t1",
+        artifact_file=artifact,
+        metrics={},
+        provenance={},
+        activate=True,
+    )
+    rows = _inputs(4000, seed=2)
+    path = _write_csv(tmp_path / "suspect.csv", rows, _thief_answers(rows), header=False)
+
+    result = json.loads(_run("--csv", str(path), "--json"))
+
+    assert result["watermark_inputs"] > 5
+    assert result["matches"] == result["watermark_inputs"]
+    assert result["verdict"] is True
+
+
+@pytest.mark.django_db
+def test_no_active_model_is_an_error(tmp_path):
+    path = _write_csv(tmp_path / "s.csv", _inputs(3), ["1", "2", "3"], header=False)
+
+    with pytest.raises(CommandError, match="No active full version of model 'digits'"):
+        _run("--csv", str(path))
