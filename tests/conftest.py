@@ -9,6 +9,9 @@ from django.test import Client
 from accounts.models import Organization, User
 from tests.factories import member
 
+# The demo model's fixtures (demo_run, model_artifact_dir, registered_digits), for serving and abuse tests alike.
+pytest_plugins = ["tests.model_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
@@ -34,13 +37,14 @@ SEED_MIGRATIONS = (
     "tiers.migrations.0002_seed_tiers",
     "tiers.migrations.0003_tier_defenses",
     "legal.migrations.0002_seed_terms",
+    "abuse.migrations.0002_audit_append_only_and_reviewers",  # the "Abuse reviewers" group
 )
 
 
 @pytest.fixture(autouse=True)
 def _seed_data_for_transactional_tests(request):
-    """Transactional tests end by emptying every table, the migrations' seed rows too: put the tiers and the
-    Terms back first, so each such test starts from the database a fresh migration leaves."""
+    """Transactional tests end by emptying every table, the migrations' seed rows too: put the tiers, the Terms
+    and the reviewers' group back first, so each such test starts from the database a fresh migration leaves."""
     marker = request.node.get_closest_marker("django_db")
     if marker is None or not marker.kwargs.get("transaction"):
         return

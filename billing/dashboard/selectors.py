@@ -11,6 +11,7 @@ from billing.dashboard.models import SpendCap
 from billing.dashboard.services import crossed_thresholds
 from billing.metering.models import UsageDay
 from billing.metering.selectors import invoice_preview
+from core.charts import bar_boxes
 from serving.predictions.selectors import billing_period
 
 
@@ -80,24 +81,11 @@ _GAP = 2
 def usage_bars(series: tuple[tuple[date, int], ...] | list[tuple[date, int]], *, scale: int | None = None) -> list[Bar]:
     """One bar per day for the inline SVG chart: heights proportional to the day's units, the largest day (or
     `scale`, when larger) at the full height. Pure: no database access."""
-    if not series:
-        return []
-    top = max([units for _, units in series] + [scale or 0, 1])
-    slot = CHART_WIDTH / len(series)
-    bars = []
-    for index, (day, units) in enumerate(series):
-        height = round(CHART_HEIGHT * units / top, 2)
-        bars.append(
-            Bar(
-                day=day,
-                units=units,
-                x=round(index * slot + _GAP / 2, 2),
-                y=round(CHART_HEIGHT - height, 2),
-                width=round(max(slot - _GAP, 1), 2),
-                height=height,
-            )
-        )
-    return bars
+    boxes = bar_boxes([units for _, units in series], width=CHART_WIDTH, height=CHART_HEIGHT, gap=_GAP, scale=scale)
+    return [
+        Bar(day=day, units=units, x=box.x, y=box.y, width=box.width, height=box.height)
+        for (day, units), box in zip(series, boxes, strict=True)
+    ]
 
 
 def spend_cap_reached(*, cap: SpendCap | None, total: Decimal) -> bool:

@@ -113,6 +113,8 @@ def apikey_context(*, raw_key: str | None) -> ApiKeyContext:
 
 
 def _refresh(key_hashes: list[str]) -> None:
+    for key_hash in key_hashes:
+        _local.pop(key_hash, None)  # the writing process itself sees its change at once
     connection = redis_client()
     pipe = connection.pipeline(transaction=False)
     for key_hash in key_hashes:

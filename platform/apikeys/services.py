@@ -46,7 +46,7 @@ def _refuse_while_frozen(*, organization_id: int) -> None:
     if ApiKey.objects.filter(organization_id=organization_id, state=KeyState.FROZEN).exists():
         raise OrganizationFrozenError(
             "Your organization's API keys are frozen pending an abuse review, so new keys can't be created. "
-            "Reply to our email to appeal."
+            "You can appeal on the appeal page."
         )
 
 

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apikeys.apps.ApiKeysConfig",
     "portal.apps.PortalConfig",
     "console.apps.ConsoleConfig",
+    "abuse.apps.AbuseConfig",
     "serving.registry.apps.RegistryConfig",
     "serving.predictions.apps.PredictionsConfig",
     "billing.metering.apps.MeteringConfig",
@@ -155,6 +156,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Closed days only, after the aggregation that builds them; sent reports are final, so reruns bill nothing twice.
     "payments-report-usage-to-stripe": {"task": "payments.report_usage_to_stripe", "schedule": timedelta(hours=1)},
     # Usage rows are recomputed from the query log; a run queued behind a slow one is redundant.
+    # Rings before risk: a ring found now is scored together on the next risk run.
+    "abuse-refresh-signup-rings": {
+        "task": "abuse.refresh_signup_rings",
+        "schedule": timedelta(seconds=60),
+        "options": {"expires": 50},
+    },
+    "abuse-assess-extraction-risk": {
+        "task": "abuse.assess_extraction_risk",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
+    },
     "aggregate-usage": {
         "task": "metering.aggregate_usage",
         "schedule": timedelta(seconds=60),
@@ -262,6 +274,26 @@ STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="moat_predi
 # After a failed payment the organization keeps its paid tier this many days, then falls back to free.
 BILLING_GRACE_PERIOD_DAYS = env.int("BILLING_GRACE_PERIOD_DAYS", default=7)
 BILLING_PAYMENTS_ENABLED = bool(STRIPE_API_KEY)
+
+# --- Abuse detection -----------------------------------------------------------------------------------------
+# Extraction risk is 0..100: at ABUSE_THROTTLE_SCORE the organization's limits drop to ABUSE_THROTTLE_FACTOR of its
+# tier's; at ABUSE_FREEZE_SCORE every key of the organization (and of its ring) is frozen. A throttle the jobs set
+# is lifted by them once the score falls below ABUSE_CLEAR_THROTTLE_SCORE (hysteresis: no flapping).
+ABUSE_THROTTLE_SCORE = env.int("ABUSE_THROTTLE_SCORE", default=50)
+ABUSE_FREEZE_SCORE = env.int("ABUSE_FREEZE_SCORE", default=80)
+ABUSE_CLEAR_THROTTLE_SCORE = env.int("ABUSE_CLEAR_THROTTLE_SCORE", default=35)
+ABUSE_THROTTLE_FACTOR = env.float("ABUSE_THROTTLE_FACTOR", default=0.25)
+# The sliding window of the query log each score reads, and the most inputs it reads (the latest ones).
+ABUSE_RISK_WINDOW = timedelta(hours=env.int("ABUSE_RISK_WINDOW_HOURS", default=24))
+ABUSE_RISK_MAX_INPUTS = env.int("ABUSE_RISK_MAX_INPUTS", default=5000)
+# Scores are kept over time, one per organization (or ring) per bucket; runs within a bucket rewrite its row.
+ABUSE_HISTORY_BUCKET = timedelta(minutes=env.int("ABUSE_HISTORY_BUCKET_MINUTES", default=5))
+# An honest organization's daily volume: the tier's median, never below this share of the tier's daily limit.
+ABUSE_NORMAL_VOLUME_FLOOR = env.float("ABUSE_NORMAL_VOLUME_FLOOR", default=0.05)
+# Sign-ups linked into rings are those of the last ABUSE_RING_LOOKBACK (a shared card links whatever its age).
+ABUSE_RING_LOOKBACK = timedelta(days=env.int("ABUSE_RING_LOOKBACK_DAYS", default=30))
+# Overrides of abuse.linking.LinkingPolicy's documented defaults (tests and calibration).
+ABUSE_LINKING_POLICY: dict = {}
 
 # --- HTTP security -------------------------------------------------------------------------------------------
 HTTPS_ONLY = env.bool("HTTPS_ONLY", default=False)

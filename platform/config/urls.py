@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("legal.urls")),
     path("", include("apikeys.urls")),
+    path("", include("abuse.urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("console/", include("console.urls")),
     path("admin/", admin.site.urls),

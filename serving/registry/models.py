@@ -33,6 +33,12 @@ class ModelVersion(models.Model):
     artifact_sha256 = models.CharField(max_length=64)
     metrics = models.JSONField(default=dict, help_text="Held-out accuracy and training figures.")
     provenance = models.JSONField(default=dict, help_text="Training data set, its hash and row counts.")
+    input_profile = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The natural inputs' distribution (abuse.extraction.InputProfile), fitted on the training data; "
+        "abuse detection measures how unnatural a customer's queries are against it. Empty: not known.",
+    )
     dp_epsilon = models.FloatField(null=True, blank=True, help_text="Privacy budget spent, for DP-SGD training.")
     dp_delta = models.FloatField(null=True, blank=True)
     is_active = models.BooleanField(default=False)

@@ -139,6 +139,7 @@ def version_register(
     provenance: dict[str, Any],
     dp_epsilon: float | None = None,
     dp_delta: float | None = None,
+    input_profile: dict[str, Any] | None = None,
     activate: bool,
 ) -> ModelVersion:
     """Record a new version of `model` from the artifact at `artifact_file`, and activate it if asked.
@@ -189,6 +190,7 @@ def version_register(
                 provenance=provenance,
                 dp_epsilon=dp_epsilon,
                 dp_delta=dp_delta,
+                input_profile=input_profile or {},
                 is_active=False,
             )
     except IntegrityError as exc:

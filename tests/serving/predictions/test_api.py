@@ -189,8 +189,12 @@ def test_a_freeze_reaches_a_serving_process_within_the_cache_period(
     clock = [1000.0]
     monkeypatch.setattr(cache.time, "monotonic", lambda: clock[0])
     assert predict(key, [ZERO]).status_code == 200
+    other_process_copy = dict(cache._local)
     with django_capture_on_commit_callbacks(execute=True):
         apikeys_freeze_for_organization(organization_id=organization.pk, actor="abuse:test", reason="extraction")
+    # The freezing process dropped its own copy; another serving process still holds the one it loaded.
+    assert error_of(predict(key, [ZERO])) == (403, "key_frozen")
+    cache._local.update(other_process_copy)
 
     clock[0] += settings.API_KEY_CACHE_SECONDS / 2
     assert predict(key, [ZERO]).status_code == 200  # this process's copy is still young

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
@@ -32,6 +33,22 @@ def _json_object(path: str | None, what: str) -> dict[str, Any]:
     return value
 
 
+def _input_profile(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from abuse.extraction import InputProfile  # the abuse app owns the profile's definition
+
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"Cannot read reference inputs from {path}: {exc}") from exc
+    if rows.ndim != 2 or rows.shape[0] < 2 * rows.shape[1] or not np.isfinite(rows).all():
+        raise CommandError(
+            "--reference-inputs must hold a finite 2-D array with at least twice as many rows as features."
+        )
+    return InputProfile.fit(np.asarray(rows, dtype=np.float64)).to_dict()
+
+
 class Command(VersionOptionCommand):
     help = "Verify an .npz artifact and register it as a version of a model (optionally activating it)."
 
@@ -45,6 +62,12 @@ class Command(VersionOptionCommand):
         parser.add_argument("--provenance-json", default=None, help="File with a JSON object describing the data.")
         parser.add_argument("--dp-epsilon", type=float, default=None, help="Privacy budget spent (with --dp-delta).")
         parser.add_argument("--dp-delta", type=float, default=None)
+        parser.add_argument(
+            "--reference-inputs",
+            default=None,
+            help="A .npy file of natural inputs (rows x features, e.g. the training data): abuse detection measures "
+            "how far customers' queries are from them. Without it, that signal is off for this version.",
+        )
         model = parser.add_argument_group("creating the model")
         model.add_argument("--create-model", action="store_true", help="Create the model; it must not exist.")
         model.add_argument("--description", default="", help="With --create-model.")
@@ -56,6 +79,7 @@ class Command(VersionOptionCommand):
     def handle(self, *args, **options) -> None:
         metrics = _json_object(options["metrics_json"], "metrics")
         provenance = _json_object(options["provenance_json"], "provenance")
+        input_profile = _input_profile(options["reference_inputs"])
         for key in ("dp_epsilon", "dp_delta"):
             if options[key] is not None and not math.isfinite(options[key]):
                 raise CommandError(f"--{key.replace('_', '-')} must be a finite number.")
@@ -71,6 +95,7 @@ class Command(VersionOptionCommand):
                     provenance=provenance,
                     dp_epsilon=options["dp_epsilon"],
                     dp_delta=options["dp_delta"],
+                    input_profile=input_profile,
                     activate=options["activate"],
                 )
         except ApplicationError as exc:

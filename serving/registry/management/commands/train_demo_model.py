@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from serving.ml.artifacts import save_artifact
-from serving.ml.demo import CLASS_LABELS, DPSettings, TrainedVariant, train_demo_models
+from serving.ml.demo import CLASS_LABELS, DemoModels, DPSettings, TrainedVariant, train_demo_models
 from serving.registry.management.base import VersionOptionCommand
 from serving.registry.models import MLModel
 from serving.registry.selectors import active_version
@@ -26,6 +26,15 @@ from tiers.models import ModelVariant
 
 def _missing_variants() -> list[str]:
     return [v for v in ModelVariant.values if active_version(model_slug=DIGITS_SLUG, variant=v) is None]
+
+
+def _input_profile(trained: DemoModels) -> dict:
+    """The natural digits' distribution, for abuse detection: fitted on the training rows, with the share of
+    low-confidence answers that honest users see on natural digits (the held-out rows, answered by the defended
+    model through the free tier's output defenses, the noisiest any public tier serves)."""
+    from abuse.simulation import reference_profile  # the abuse app owns the profile's definition
+
+    return reference_profile(trained.defended.weights, tier="free").to_dict()
 
 
 class Command(VersionOptionCommand):
@@ -51,8 +60,11 @@ class Command(VersionOptionCommand):
         started = time.perf_counter()
         trained = train_demo_models(dp=dp)
         version = options["version"] or timezone.now().strftime("%Y.%m.%d-%H%M%S")
+        profile = _input_profile(trained)
         with tempfile.TemporaryDirectory(prefix="moat-train-") as scratch:
-            registered = self._register(trained.full, trained.defended, version, Path(scratch), options["if_missing"])
+            registered = self._register(
+                trained.full, trained.defended, version, Path(scratch), options["if_missing"], profile
+            )
         seconds = time.perf_counter() - started
         if not registered:
             self.stderr.write("Another process registered the digits model meanwhile: nothing to do.")
@@ -73,7 +85,13 @@ class Command(VersionOptionCommand):
 
     @transaction.atomic
     def _register(
-        self, full: TrainedVariant, defended: TrainedVariant, version: str, scratch: Path, if_missing: bool
+        self,
+        full: TrainedVariant,
+        defended: TrainedVariant,
+        version: str,
+        scratch: Path,
+        if_missing: bool,
+        input_profile: dict,
     ) -> dict[str, str]:
         """Register the variants in one transaction, so both switch together. Returns {variant: version}."""
         model = model_get_or_create_digits()
@@ -97,6 +115,7 @@ class Command(VersionOptionCommand):
                     provenance=trained.provenance,
                     dp_epsilon=trained.dp_epsilon,
                     dp_delta=trained.dp_delta,
+                    input_profile=input_profile,
                     activate=True,
                 )
             except ApplicationError as exc:

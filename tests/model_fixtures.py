@@ -1,4 +1,5 @@
-"""Fixtures for the serving tests.
+"""Fixtures of the registered demo model, for every test that serves or scores predictions (a pytest plugin of the
+root conftest).
 
 The real demo model is trained once per session, by the real command (`demo_run`): it runs inside a transaction
 that is then rolled back, so the database stays empty for every test, and the artifacts and recorded rows are
@@ -57,6 +58,7 @@ def demo_run(django_db_setup, django_db_blocker, tmp_path_factory) -> DemoRun:
                 "is_active",
                 "dp_epsilon",
                 "dp_delta",
+                "input_profile",
             )
         }
         transaction.set_rollback(True)  # leave the test database as it was
@@ -95,6 +97,7 @@ def registered_digits(db, model_artifact_dir, demo_run) -> dict[str, ModelVersio
             artifact_file=demo_run.artifacts[variant],
             metrics=row["metrics"],
             provenance=row["provenance"],
+            input_profile=row["input_profile"],
             activate=True,
         )
         for variant, row in demo_run.rows.items()

@@ -1,0 +1,194 @@
+"""The extraction-risk job: score every organization with new traffic, and every ring with a member that has, over
+a sliding window of the query log; store the scores over time; throttle or freeze above the thresholds.
+
+Safe to run twice or concurrently: a run that finds another one in progress (a transaction-scoped advisory lock)
+returns at once, since the running one covers the same traffic; assessments are upserted per time bucket; every
+action is conditional (a frozen organization is not frozen again, nor emailed twice)."""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from abuse.extraction import InputProfile, RiskResult, extraction_risk
+from abuse.models import Ring, RingStatus, RiskAssessment, RiskLevel, RiskState
+from abuse.rings import ABUSE_LOCK_CLASS
+from abuse.selectors import (
+    organization_tiers,
+    organizations_with_new_traffic,
+    query_window,
+    reference_profile,
+    tier_normal_volume,
+)
+from abuse.services import JOBS_ACTOR, Actor, organization_clear_throttle, organization_freeze, organization_throttle
+from accounts.models import Organization
+
+logger = logging.getLogger(__name__)
+
+RISK_LOCK = 2
+
+
+def risk_level(score: int) -> str:
+    if score >= settings.ABUSE_FREEZE_SCORE:
+        return RiskLevel.FREEZE
+    if score >= settings.ABUSE_THROTTLE_SCORE:
+        return RiskLevel.THROTTLE
+    return RiskLevel.NORMAL
+
+
+def _bucket(now: datetime) -> datetime:
+    seconds = int(settings.ABUSE_HISTORY_BUCKET.total_seconds())
+    return datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, tz=UTC)
+
+
+@dataclass(frozen=True)
+class _Subject:
+    organization_ids: tuple[int, ...]
+    starts: dict[int, datetime]
+    normal_volume: float
+
+
+def _assess(subject: _Subject, *, profile: InputProfile | None, n_classes: int, now: datetime) -> RiskResult:
+    window = query_window(starts=subject.starts, end=now, n_classes=n_classes)
+    return extraction_risk(window, profile, normal_volume=subject.normal_volume)
+
+
+def _store(result: RiskResult, *, organization_id: int | None, ring: Ring | None, start: datetime, now: datetime):
+    return RiskAssessment.objects.update_or_create(
+        organization_id=organization_id,
+        ring=ring,
+        bucket=_bucket(now),
+        defaults={
+            "computed_at": now,
+            "window_start": start,
+            "window_end": now,
+            "queries": result.queries,
+            "score": result.score,
+            "level": risk_level(result.score),
+            "components": [
+                {"name": c.name, "value": c.value, "points": c.points, "max_points": c.max_points, "detail": c.detail}
+                for c in result.components
+            ],
+            "explanation": result.explanation,
+        },
+    )[0]
+
+
+def _top_reasons(result: RiskResult) -> list[str]:
+    ranked = sorted((c for c in result.components if c.points > 0), key=lambda c: -c.points)
+    return [c.detail for c in ranked[:3]]
+
+
+def _window_starts(organization_ids: list[int], *, now: datetime) -> dict[int, datetime]:
+    """Each organization's window starts at the later of the sliding window and the last staff review."""
+    earliest = now - settings.ABUSE_RISK_WINDOW
+    cleared = dict(
+        RiskState.objects.filter(organization_id__in=organization_ids, cleared_at__isnull=False)
+        .values_list("organization_id", "cleared_at")
+    )  # fmt: skip
+    return {org: max(earliest, cleared.get(org, earliest)) for org in organization_ids}
+
+
+def _normal_volume(organization_ids: list[int], tiers: dict[int, tuple[str, int]]) -> float:
+    """What ONE honest organization sends in a window: the scorer compares a ring's merged volume with it, knowing
+    how many accounts the window merges. For a ring of mixed tiers, the mean of its members' tiers."""
+    volumes: dict[str, float] = {}
+    for org in organization_ids:
+        code, per_day = tiers[org]
+        if code not in volumes:
+            volumes[code] = tier_normal_volume(tier_code=code, requests_per_day=per_day)
+    mean = sum(volumes[tiers[org][0]] for org in organization_ids) / len(organization_ids)
+    # The window is a multiple (or a fraction) of a day.
+    return mean * settings.ABUSE_RISK_WINDOW.total_seconds() / 86400
+
+
+def _enforce(organization: Organization, *, score: int, result: RiskResult, ring: Ring | None) -> None:
+    reason = f"Extraction risk {score}/100. {result.explanation}"
+    details = {"score": score, "queries": result.queries}
+    if score >= settings.ABUSE_FREEZE_SCORE:
+        organization_freeze(organization=organization, actor=Actor.jobs(), reason=reason, ring=ring, details=details)
+    elif score >= settings.ABUSE_THROTTLE_SCORE:
+        organization_throttle(organization=organization, actor=Actor.jobs(), reason=reason)
+    elif score < settings.ABUSE_CLEAR_THROTTLE_SCORE and organization.throttle_set_by == JOBS_ACTOR:
+        # Only a throttle the jobs set is lifted by the jobs; a reviewer's stays until a reviewer clears it.
+        organization_clear_throttle(
+            organization=organization, actor=Actor.jobs(), reason=f"Extraction risk fell to {score}/100."
+        )
+
+
+def extraction_risk_assess_all(*, now: datetime | None = None) -> list[RiskAssessment]:
+    """One run of the job; returns the assessments it stored (organizations first, then rings)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [ABUSE_LOCK_CLASS, RISK_LOCK])
+            if not cursor.fetchone()[0]:
+                logger.info("extraction risk: another run is in progress; this one stops")
+                return []
+        return _assess_all(now=now)
+
+
+def _assess_all(*, now: datetime) -> list[RiskAssessment]:
+    profile, n_classes = reference_profile()
+    active = organizations_with_new_traffic(since=now - settings.ABUSE_RISK_WINDOW, until=now)
+    rings = list(
+        Ring.objects.filter(status=RingStatus.ACTIVE, memberships__organization_id__in=active).distinct()
+        .prefetch_related("memberships")
+    )  # fmt: skip
+    ring_members = {ring.pk: sorted(m.organization_id for m in ring.memberships.all()) for ring in rings}
+    everyone = sorted(set(active).union(*ring_members.values()))
+    tiers = organization_tiers(organization_ids=everyone)
+    starts = _window_starts(everyone, now=now)
+    stored: list[RiskAssessment] = []
+
+    own: dict[int, tuple[int, RiskResult]] = {}
+    for org in active:
+        if org not in tiers:
+            continue  # deleted since its traffic was logged
+        subject = _Subject((org,), {org: starts[org]}, _normal_volume([org], tiers))
+        result = _assess(subject, profile=profile, n_classes=n_classes, now=now)
+        own[org] = (result.score, result)
+        stored.append(_store(result, organization_id=org, ring=None, start=starts[org], now=now))
+
+    by_ring: dict[int, tuple[int, RiskResult, Ring]] = {}
+    for ring in rings:
+        members = [org for org in ring_members[ring.pk] if org in tiers]
+        subject = _Subject(tuple(members), {org: starts[org] for org in members}, _normal_volume(members, tiers))
+        result = _assess(subject, profile=profile, n_classes=n_classes, now=now)
+        by_ring[ring.pk] = (result.score, result, ring)
+        stored.append(_store(result, organization_id=None, ring=ring, start=min(subject.starts.values()), now=now))
+
+    ring_of = {org: ring_id for ring_id, members in ring_members.items() for org in members}
+    for organization in Organization.objects.filter(pk__in=[org for org in everyone if org in tiers]):
+        org = organization.pk
+        own_score, own_result = own.get(org, (0, None))
+        ring_score, ring_result, ring = by_ring.get(ring_of.get(org), (0, None, None))
+        # The organization stands at the worse of its own score and its ring's (sybil extraction).
+        if own_result is not None and own_score >= ring_score:
+            score, result, via = own_score, own_result, None
+        else:
+            score, result, via = ring_score, ring_result, ring
+        _update_state(org, score=score, result=result, ring=ring, assessed=own_result is not None, now=now)
+        if via is not None and starts[org] > now - settings.ABUSE_RISK_WINDOW:
+            # Staff reviewed this member within the window: its ring's traffic alone does not act on it again.
+            continue
+        with transaction.atomic():
+            _enforce(organization, score=score, result=result, ring=via)
+    return stored
+
+
+def _update_state(org: int, *, score: int, result: RiskResult, ring: Ring | None, assessed: bool, now: datetime):
+    state, _ = RiskState.objects.select_for_update().get_or_create(organization_id=org)
+    state.previous_score = state.score
+    state.score = score
+    state.level = risk_level(score)
+    state.top_reasons = _top_reasons(result)
+    state.explanation = result.explanation
+    if ring is not None:
+        state.ring = ring
+    if assessed:
+        state.assessed_at = now
+    state.save()

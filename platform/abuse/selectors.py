@@ -1,0 +1,176 @@
+"""Reads for the abuse jobs: sign-up facts, query windows from the query log, the tier's normal volume."""
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Max, Q, Sum
+from django.utils import timezone
+
+from abuse.extraction import InputProfile, QueryWindow
+from abuse.linking import SignupFact
+from abuse.models import Appeal, AuditAction, AuditEntry, RiskState
+from accounts.models import Organization, SignupRecord
+from apikeys.models import ApiKey, KeyState
+from billing.metering.models import UsageDay
+from billing.payments.models import BillingAccount
+from serving.predictions.models import QueryLog
+from serving.registry.models import ModelVersion
+
+INPUT_WIDTH = 64
+
+
+def signup_facts(*, since: datetime) -> list[SignupFact]:
+    """Every sign-up since `since`, plus every organization whose card another organization also uses (a shared
+    card links accounts however old they are)."""
+    cards = dict(
+        BillingAccount.objects.exclude(card_fingerprint="").filter(card_fingerprint__isnull=False)
+        .values_list("organization_id", "card_fingerprint")
+    )  # fmt: skip
+    seen: dict[str, int] = {}
+    for fingerprint in cards.values():
+        seen[fingerprint] = seen.get(fingerprint, 0) + 1
+    shared_card_orgs = [org for org, fingerprint in cards.items() if seen[fingerprint] > 1]
+    records = SignupRecord.objects.filter(Q(created_at__gte=since) | Q(organization_id__in=shared_card_orgs))
+    return [
+        SignupFact(
+            organization_id=record.organization_id,
+            email=record.email,
+            ip_address=record.ip_address,
+            user_agent=record.user_agent,
+            created_at=record.created_at,
+            card_fingerprint=cards.get(record.organization_id),
+        )
+        for record in records.order_by("created_at", "pk").iterator(chunk_size=2000)
+    ]
+
+
+# A record's time is its request's; it reaches PostgreSQL with the next flush (seconds later, minutes if Redis was
+# down). Calls made up to this long before an organization's last assessment may have arrived after it.
+LOG_ARRIVAL_LAG = timedelta(minutes=2)
+
+
+def organizations_with_new_traffic(*, since: datetime, until: datetime) -> list[int]:
+    """Organizations that called the API between `since` and `until` and that may have calls their last
+    assessment did not see."""
+    recent = (
+        QueryLog.objects.filter(created_at__gte=since, created_at__lte=until).values("organization_id")
+        .annotate(last=Max("created_at"))
+        .order_by()
+    )  # fmt: skip
+    assessed = dict(RiskState.objects.exclude(assessed_at=None).values_list("organization_id", "assessed_at"))
+    return sorted(
+        row["organization_id"]
+        for row in recent
+        if row["organization_id"] not in assessed or row["last"] > assessed[row["organization_id"]] - LOG_ARRIVAL_LAG
+    )
+
+
+def query_window(*, starts: dict[int, datetime], end: datetime, n_classes: int) -> QueryWindow:
+    """The calls of the organizations (`starts`: organization id -> its window's start) up to `end`, merged in time
+    order: the inputs of the latest ABUSE_RISK_MAX_INPUTS inputs' successful predictions, and the errors
+    (throttling excepted). Inputs already pruned by the retention job are skipped."""
+    scope = Q()
+    for organization_id, start in starts.items():
+        scope |= Q(organization_id=organization_id, created_at__gte=start)
+    calls = QueryLog.objects.filter(scope, created_at__lte=end)
+    predictions = list(
+        calls.filter(endpoint="predict", status=200, inputs__isnull=False)
+        .order_by("-created_at", "-pk")
+        .values_list("created_at", "inputs", "labels", "confidences")[: settings.ABUSE_RISK_MAX_INPUTS]
+    )
+    predictions.reverse()
+    rows: list[np.ndarray] = []
+    labels: list[str] = []
+    confidences: list[float] = []
+    times: list[float] = []
+    for created_at, raw, call_labels, call_confidences in predictions:
+        batch = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(-1, INPUT_WIDTH)
+        count = min(len(batch), len(call_labels), len(call_confidences))
+        rows.append(batch[:count])
+        labels.extend(call_labels[:count])
+        confidences.extend(call_confidences[:count])
+        times.extend([created_at.timestamp()] * count)
+    inputs = np.concatenate(rows) if rows else np.zeros((0, INPUT_WIDTH), dtype=np.uint8)
+    keep = settings.ABUSE_RISK_MAX_INPUTS  # the latest calls were taken whole; trim the oldest inputs
+    errors = list(
+        calls.filter(status__gte=400).exclude(status=429).order_by("created_at", "pk")
+        .values_list("created_at", "endpoint", "error_code")[:1000]
+    )  # fmt: skip
+    # Volume counts every input of the window, including those older than the latest ones read above.
+    total = calls.filter(endpoint="predict", status=200).aggregate(total=Sum("batch_size"))["total"] or 0
+    return QueryWindow(
+        total_inputs=total,
+        inputs=inputs[-keep:],
+        labels=np.asarray(labels[-keep:], dtype=str),
+        confidences=np.asarray(confidences[-keep:], dtype=np.float64),
+        times=np.asarray(times[-keep:], dtype=np.float64),
+        error_times=np.asarray([when.timestamp() for when, _, _ in errors], dtype=np.float64),
+        error_kinds=[f"{endpoint}:{code}" for _, endpoint, code in errors],
+        n_classes=n_classes,
+        accounts=len(starts),
+    )
+
+
+def tier_normal_volume(*, tier_code: str, requests_per_day: int, days: int = 7) -> float:
+    """What an honest organization of the tier sends in a day: the median daily usage of the tier's organizations
+    over the last `days` days, never below ABUSE_NORMAL_VOLUME_FLOOR of the tier's daily limit (a new platform,
+    or a tier of idle accounts, must not make every active customer look abnormal)."""
+    since = timezone.now().date() - timedelta(days=days)
+    daily = list(UsageDay.objects.filter(tier_code=tier_code, day__gte=since).values_list("units", flat=True))
+    floor = requests_per_day * settings.ABUSE_NORMAL_VOLUME_FLOOR
+    return max(float(statistics.median(daily)) if daily else 0.0, floor)
+
+
+def reference_profile() -> tuple[InputProfile | None, int]:
+    """The input profile of the natural data (from the active full version of the demo model) and the number of
+    classes. None when no model carries a profile: the scorer then works without the distribution signals."""
+    version = ModelVersion.objects.filter(is_active=True, variant="full").select_related("model").order_by("pk").first()
+    if version is None:
+        return None, 10
+    profile = version.input_profile or None
+    return (InputProfile.from_dict(profile) if profile else None), len(version.model.class_labels)
+
+
+def organization_tiers(*, organization_ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+    return {
+        org.pk: (org.tier.code, org.tier.requests_per_day)
+        for org in Organization.objects.filter(pk__in=list(organization_ids)).select_related("tier")
+    }
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a member sees of their organization's standing: the decisions taken and the reasons given with them,
+    not the live scores (a running score would show an attacker how close to the line each query brings them)."""
+
+    frozen_keys: int
+    throttle_factor: float
+    suspended: bool
+    strikes: int
+    decisions: list[AuditEntry]
+    appeals: list[Appeal]
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.frozen_keys or self.throttle_factor < 1 or self.suspended)
+
+
+_MEMBER_VISIBLE_ACTIONS = [AuditAction.WARN, AuditAction.THROTTLE, AuditAction.FREEZE, AuditAction.SUSPEND]
+
+
+def organization_standing(*, organization: Organization) -> Standing:
+    state = RiskState.objects.filter(organization=organization).first()
+    return Standing(
+        frozen_keys=ApiKey.objects.filter(organization=organization, state=KeyState.FROZEN).count(),
+        throttle_factor=Organization.objects.values_list("throttle_factor", flat=True).get(pk=organization.pk),
+        suspended=bool(state and state.suspended_at),
+        strikes=state.strikes if state else 0,
+        decisions=list(
+            AuditEntry.objects.filter(organization_id=organization.pk, action__in=_MEMBER_VISIBLE_ACTIONS)[:10]
+        ),
+        appeals=list(Appeal.objects.filter(organization=organization)[:10]),
+    )

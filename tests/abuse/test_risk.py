@@ -1,0 +1,196 @@
+"""The extraction-risk job end to end on real PostgreSQL and Redis: simulated traffic goes through the real query
+log, the job (as `run_abuse_jobs` and as the Celery task) scores it, stores the score with its reasons, and
+throttles or freezes; reviewed organizations are not punished twice for the same traffic."""
+
+import threading
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.db import connections
+from django.test import Client
+from django.utils import timezone
+
+from abuse import simulation
+from abuse.models import AuditAction, AuditEntry, RiskAssessment, RiskLevel, RiskState
+from abuse.replay import simulated_calls_log
+from abuse.rings import ABUSE_LOCK_CLASS
+from abuse.risk import RISK_LOCK, extraction_risk_assess_all
+from abuse.services import Actor, organization_throttle, organization_unfreeze
+from abuse.tasks import assess_extraction_risk
+from accounts.models import Organization
+from apikeys.models import ApiKey, KeyState
+from tests.factories import OrganizationFactory, UserFactory, member, raw_key_for
+from tiers.models import Tier
+
+pytestmark = pytest.mark.django_db
+
+
+def _customer(tier: str = "free", name: str = "Acme") -> tuple[Organization, str]:
+    organization = member(organization=OrganizationFactory(name=name, tier=Tier.objects.get(code=tier)))
+    organization = organization.membership.organization
+    return organization, raw_key_for(organization)
+
+
+def _send(organization: Organization, calls: list, *, ended_ago: timedelta = timedelta(seconds=1)) -> int:
+    """Log the calls as if the last one was made `ended_ago`."""
+    duration = timedelta(seconds=calls[-1].at if calls else 0)
+    return simulated_calls_log(calls, organization=organization, start=timezone.now() - ended_ago - duration)
+
+
+def _run_jobs(capture) -> str:
+    out = StringIO()
+    with capture(execute=True):
+        call_command("run_abuse_jobs", stdout=out)
+    return out.getvalue()
+
+
+def _predict_status(raw_key: str) -> tuple[int, str]:
+    response = Client().post(
+        "/v1/models/digits/predict", {"inputs": [[0] * 64]}, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
+    )  # fmt: skip
+    return response.status_code, response.json().get("error", {}).get("code", "")
+
+
+def test_a_uniform_random_attacker_is_frozen_with_its_score_reasons_and_an_email(
+    registered_digits, django_capture_on_commit_callbacks
+):
+    thief, key = _customer(name="Copycat")
+    assert _predict_status(key)[0] == 200
+    _send(thief, simulation.uniform_random_attacker(seed=1, queries=1000, tier="free"))
+
+    out = _run_jobs(django_capture_on_commit_callbacks)
+
+    assert set(ApiKey.objects.filter(organization=thief).values_list("state", flat=True)) == {KeyState.FROZEN}
+    assert _predict_status(key) == (403, "key_frozen")
+    state = RiskState.objects.get(organization=thief)
+    assert state.level == RiskLevel.FREEZE and state.score >= 80 and state.top_reasons
+    (assessment,) = RiskAssessment.objects.filter(organization=thief)
+    assert assessment.queries == 1001 and assessment.score == state.score  # the probe before the campaign too
+    by_name = {c["name"]: c for c in assessment.components}
+    assert by_name["unnatural_inputs"]["points"] > 0 and by_name["unnatural_inputs"]["detail"]
+    assert assessment.explanation
+    (freeze,) = AuditEntry.objects.filter(organization_id=thief.pk, action=AuditAction.FREEZE)
+    assert freeze.actor_label == "abuse jobs" and freeze.details["score"] == state.score
+    assert [m.subject for m in mail.outbox] == ["Your Moat API keys are frozen"]
+    assert f"organization {thief.pk}: {state.score}/100 (freeze)" in out
+
+
+def test_honest_customers_are_scored_and_left_alone(registered_digits, django_capture_on_commit_callbacks):
+    customers = []
+    for seed, tier in [(11, "free"), (12, "pro"), (13, "pro")]:
+        organization, _ = _customer(tier=tier, name=f"Honest {seed}")
+        _send(organization, simulation.honest_user(seed=seed, calls=150, tier=tier))
+        customers.append(organization)
+
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    for organization in customers:
+        state = RiskState.objects.get(organization=organization)
+        assert state.level == RiskLevel.NORMAL, state.explanation
+        assert RiskAssessment.objects.filter(organization=organization).count() == 1
+        assert not ApiKey.objects.filter(organization=organization).exclude(state=KeyState.ACTIVE).exists()
+        assert Organization.objects.get(pk=organization.pk).throttle_factor == 1.0
+    assert not AuditEntry.objects.exists()
+    assert mail.outbox == []
+
+
+def test_between_the_thresholds_the_jobs_throttle_and_lift_their_throttle_when_the_risk_falls(
+    registered_digits, settings, django_capture_on_commit_callbacks
+):
+    settings.ABUSE_FREEZE_SCORE = 101  # nothing freezes: the throttle band is under test
+    thief, _ = _customer(name="Copycat")
+    reviewed, _ = _customer(name="Reviewed")
+    _send(thief, simulation.uniform_random_attacker(seed=2, queries=600, tier="free"))
+    organization_throttle(organization=reviewed, actor=Actor(user=UserFactory(is_staff=True)), reason="Watch.")
+
+    _run_jobs(django_capture_on_commit_callbacks)
+    thief.refresh_from_db()
+    assert (thief.throttle_factor, thief.throttle_set_by) == (0.25, "abuse jobs")
+    assert ApiKey.objects.filter(organization=thief, state=KeyState.ACTIVE).count() == 1
+
+    # The risk falls (here: the bar rises above any score): the jobs lift their own throttle, not a reviewer's.
+    settings.ABUSE_THROTTLE_SCORE = settings.ABUSE_CLEAR_THROTTLE_SCORE = 101
+    _send(thief, simulation.uniform_random_attacker(seed=3, queries=10, tier="free"))
+    _send(reviewed, simulation.honest_user(seed=4, calls=5, tier="free"))
+    _run_jobs(django_capture_on_commit_callbacks)
+    thief.refresh_from_db()
+    reviewed.refresh_from_db()
+    assert thief.throttle_factor == 1.0
+    assert reviewed.throttle_factor == 0.25
+    assert [e.action for e in AuditEntry.objects.filter(organization_id=thief.pk).order_by("pk")] == [
+        AuditAction.THROTTLE, AuditAction.CLEAR_THROTTLE,
+    ]  # fmt: skip
+
+
+def test_a_second_run_in_the_same_bucket_rewrites_its_score_and_acts_once(
+    registered_digits, settings, django_capture_on_commit_callbacks
+):
+    settings.ABUSE_HISTORY_BUCKET = timedelta(days=36500)  # both runs in one bucket, whatever the clock says
+    thief, _ = _customer(name="Copycat")
+    _send(thief, simulation.boundary_prober(seed=5, queries=800, tier="free"))
+    _run_jobs(django_capture_on_commit_callbacks)
+    _send(thief, simulation.boundary_prober(seed=6, queries=20, tier="free"))
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    assert RiskAssessment.objects.filter(organization=thief).count() == 1
+    assert RiskAssessment.objects.get(organization=thief).queries == 820
+    assert AuditEntry.objects.filter(organization_id=thief.pk, action=AuditAction.FREEZE).count() == 1
+    assert len(mail.outbox) == 1
+
+
+def test_after_a_review_the_same_traffic_does_not_freeze_again_but_new_abuse_does(
+    registered_digits, django_capture_on_commit_callbacks
+):
+    thief, _ = _customer(name="Copycat")
+    _send(thief, simulation.perturbation_walker(seed=7, queries=800, tier="free"), ended_ago=timedelta(hours=2))
+    _run_jobs(django_capture_on_commit_callbacks)
+    organization_unfreeze(organization=thief, actor=Actor(user=UserFactory(is_staff=True)), reason="Appeal heard.")
+    # As if the review happened an hour ago: the walk above is reviewed evidence, what follows is new.
+    RiskState.objects.filter(organization=thief).update(cleared_at=timezone.now() - timedelta(hours=1))
+
+    _send(thief, simulation.honest_user(seed=8, calls=3, tier="free"))  # new traffic, so the job looks again
+    _run_jobs(django_capture_on_commit_callbacks)
+    assert ApiKey.objects.filter(organization=thief, state=KeyState.ACTIVE).count() == 1
+
+    _send(thief, simulation.perturbation_walker(seed=9, queries=800, tier="free"))
+    _run_jobs(django_capture_on_commit_callbacks)
+    assert ApiKey.objects.filter(organization=thief, state=KeyState.FROZEN).count() == 1
+    assert AuditEntry.objects.filter(organization_id=thief.pk, action=AuditAction.FREEZE).count() == 2
+
+
+def test_the_celery_task_runs_the_job(registered_digits, django_capture_on_commit_callbacks):
+    thief, _ = _customer(name="Copycat")
+    _send(thief, simulation.uniform_random_attacker(seed=10, queries=700, tier="free"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert assess_extraction_risk.delay().get(timeout=60) == 1
+    assert ApiKey.objects.get(organization=thief).state == KeyState.FROZEN
+
+
+def test_a_run_that_finds_another_in_progress_stops_at_once(registered_digits):
+    thief, _ = _customer(name="Copycat")
+    _send(thief, simulation.uniform_random_attacker(seed=11, queries=700, tier="free"))
+    holding, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ABUSE_LOCK_CLASS, RISK_LOCK])
+            holding.set()
+            release.wait(timeout=30)
+            cursor.execute("COMMIT")
+        connections["default"].close()
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        assert extraction_risk_assess_all() == []
+        assert ApiKey.objects.get(organization=thief).state == KeyState.ACTIVE
+    finally:
+        release.set()
+        thread.join()
+    assert len(extraction_risk_assess_all()) == 1
