@@ -813,7 +813,14 @@ def _linked(window: QueryWindow, normal_volume: float) -> Component:
 # --- The score ---------------------------------------------------------------------------------------------------
 
 
-def extraction_risk(window: QueryWindow, profile: InputProfile | None, *, normal_volume: float) -> RiskResult:
+def extraction_risk(
+    window: QueryWindow,
+    profile: InputProfile | None,
+    *,
+    normal_volume: float,
+    throttle_score: int = THROTTLE_SCORE,
+    freeze_score: int = FREEZE_SCORE,
+) -> RiskResult:
     """Score a window's extraction risk 0..100: the rounded sum of the components' capped points (see the module
     doc), with an explanation that lists the reasons, strongest first.
 
@@ -822,7 +829,8 @@ def extraction_risk(window: QueryWindow, profile: InputProfile | None, *, normal
     actor, and its merged volume is held against it. `profile=None` (a model without a reference profile) scores
     with the components that need none, and the explanation says which were skipped. Only the latest
     MAX_SCORED_INPUTS inputs are scored; volume counts `window.total_inputs`. Pure and deterministic; 0.1-0.2 s
-    for 5,000 inputs. Raises ValueError for a non-positive `normal_volume`."""
+    for 5,000 inputs. The thresholds only name the level in the explanation (the pipeline passes its settings).
+    Raises ValueError for a non-positive `normal_volume`."""
     if not normal_volume > 0:
         raise ValueError(f"normal_volume must be positive, got {normal_volume}")
     inputs = np.asarray(window.inputs)[-MAX_SCORED_INPUTS:]
@@ -844,13 +852,15 @@ def extraction_risk(window: QueryWindow, profile: InputProfile | None, *, normal
     return RiskResult(
         score=score,
         components=components,
-        explanation=_explain(score, components, profile is None),
+        explanation=_explain(score, components, profile is None, throttle_score, freeze_score),
         queries=window.volume,
     )
 
 
-def _explain(score: int, components: tuple[Component, ...], no_profile: bool) -> str:
-    level = "freeze" if score >= FREEZE_SCORE else "throttle" if score >= THROTTLE_SCORE else "no action"
+def _explain(
+    score: int, components: tuple[Component, ...], no_profile: bool, throttle_score: int, freeze_score: int
+) -> str:
+    level = "freeze" if score >= freeze_score else "throttle" if score >= throttle_score else "no action"
     reasons = sorted((c for c in components if c.points >= 0.5), key=lambda c: -c.points)
     text = f"Extraction risk {score}/100 ({level})."
     if reasons:

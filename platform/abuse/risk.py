@@ -53,7 +53,13 @@ class _Subject:
 
 def _assess(subject: _Subject, *, profile: InputProfile | None, n_classes: int, now: datetime) -> RiskResult:
     window = query_window(starts=subject.starts, end=now, n_classes=n_classes)
-    return extraction_risk(window, profile, normal_volume=subject.normal_volume)
+    return extraction_risk(
+        window,
+        profile,
+        normal_volume=subject.normal_volume,
+        throttle_score=settings.ABUSE_THROTTLE_SCORE,
+        freeze_score=settings.ABUSE_FREEZE_SCORE,
+    )
 
 
 def _store(result: RiskResult, *, organization_id: int | None, ring: Ring | None, start: datetime, now: datetime):
@@ -106,7 +112,9 @@ def _normal_volume(organization_ids: list[int], tiers: dict[int, tuple[str, int]
 
 
 def _enforce(organization: Organization, *, score: int, result: RiskResult, ring: Ring | None) -> None:
-    reason = f"Extraction risk {score}/100. {result.explanation}"
+    reason = result.explanation  # "Extraction risk N/100 (level). Reasons, strongest first: ..."
+    if ring is not None:
+        reason = f"Signed up as part of ring {ring.pk}, whose traffic is scored together. {reason}"
     details = {"score": score, "queries": result.queries}
     if score >= settings.ABUSE_FREEZE_SCORE:
         organization_freeze(organization=organization, actor=Actor.jobs(), reason=reason, ring=ring, details=details)
@@ -160,6 +168,13 @@ def _assess_all(*, now: datetime) -> list[RiskAssessment]:
         result = _assess(subject, profile=profile, n_classes=n_classes, now=now)
         by_ring[ring.pk] = (result.score, result, ring)
         stored.append(_store(result, organization_id=None, ring=ring, start=min(subject.starts.values()), now=now))
+
+    # A ring stands at the worse of its merged score and its worst member's own: one member caught extracting
+    # freezes the accounts signed up with it.
+    for ring_id, (ring_score, _, ring) in list(by_ring.items()):
+        worst = max((own[org] for org in ring_members[ring_id] if org in own), key=lambda pair: pair[0], default=None)
+        if worst is not None and worst[0] > ring_score:
+            by_ring[ring_id] = (worst[0], worst[1], ring)
 
     ring_of = {org: ring_id for ring_id, members in ring_members.items() for org in members}
     for organization in Organization.objects.filter(pk__in=[org for org in everyone if org in tiers]):

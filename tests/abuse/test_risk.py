@@ -194,3 +194,52 @@ def test_a_run_that_finds_another_in_progress_stops_at_once(registered_digits):
         release.set()
         thread.join()
     assert len(extraction_risk_assess_all()) == 1
+
+
+def _ring_of(count: int, *, stem: str = "clone") -> list[Organization]:
+    from abuse.rings import signup_rings_refresh
+    from tests.factories import SignupRecordFactory
+
+    organizations = []
+    for n in range(1, count + 1):
+        user = member(email=f"{stem}{n}@gmail.com")
+        SignupRecordFactory(
+            user=user, ip_address=f"203.0.113.{10 + n}", created_at=timezone.now() - timedelta(minutes=60 - 5 * n)
+        )
+        raw_key_for(user.membership.organization)
+        organizations.append(user.membership.organization)
+    assert len(signup_rings_refresh()) == 1
+    return organizations
+
+
+def test_a_sybil_ring_retraining_on_natural_data_is_frozen_as_a_ring(
+    registered_digits, django_capture_on_commit_callbacks
+):
+    sybils = _ring_of(5)
+    streams = simulation.sybil_ring(accounts=5, seed=12, strategy="natural_data", queries_per_account=400)
+    for organization, calls in zip(sybils, streams, strict=True):
+        _send(organization, calls)
+
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    assert set(ApiKey.objects.filter(organization__in=sybils).values_list("state", flat=True)) == {KeyState.FROZEN}
+    (ring_assessment,) = RiskAssessment.objects.filter(ring__isnull=False)
+    assert ring_assessment.queries == 2000 and ring_assessment.score >= 80
+    assert {c["name"]: c["points"] for c in ring_assessment.components}["linked_accounts"] > 0
+    freezes = AuditEntry.objects.filter(action=AuditAction.FREEZE, organization_id__in=[o.pk for o in sybils])
+    assert freezes.count() == 5 and {entry.ring_id for entry in freezes} == {ring_assessment.ring_id}
+    # Each member alone looks like an honest customer: it is the ring that gives them away.
+    for organization in sybils:
+        assert RiskAssessment.objects.get(organization=organization).score < 50
+
+
+def test_one_member_caught_extracting_freezes_its_whole_ring(registered_digits, django_capture_on_commit_callbacks):
+    thief, quiet = _ring_of(2, stem="probe")
+    _send(thief, simulation.uniform_random_attacker(seed=13, queries=800, tier="free"))
+    _send(quiet, simulation.honest_user(seed=14, calls=3, tier="free"))
+
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    assert ApiKey.objects.get(organization=quiet).state == KeyState.FROZEN
+    reason = AuditEntry.objects.get(action=AuditAction.FREEZE, organization_id=quiet.pk).reason
+    assert reason.startswith("Signed up as part of ring ") and "Extraction risk" in reason
