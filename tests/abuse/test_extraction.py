@@ -6,7 +6,6 @@ end-to-end promise against simulated traffic is tests/abuse/test_calibration.py.
 import dataclasses
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -487,16 +486,3 @@ def test_extraction_risk_refuses_a_window_it_cannot_read(profile):
             error_kinds=[],
             n_classes=10,
         )
-
-
-def test_scoring_5000_inputs_takes_well_under_a_second(profile, defended_model):
-    # The heaviest case: every input in one class (PRADA's per-class loop) and every one a step (the walk).
-    window = window_from_calls(perturbation_walker(seed=1, queries=5_000, tier="pro", model=defended_model))
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        extraction_risk(window, profile, normal_volume=10_000)
-        timings.append(time.perf_counter() - started)
-
-    assert len(window.inputs) == 5_000
-    assert min(timings) < 1.0  # typically 0.1-0.2 s; the bound leaves room for a loaded CI machine
