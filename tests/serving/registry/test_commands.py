@@ -5,6 +5,7 @@ import math
 import re
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -157,6 +158,32 @@ def test_register_model_version_without_activate_leaves_it_inactive(npz):
 
     assert "(inactive (activate it with activate_model_version))" in out
     assert ModelVersion.objects.get().is_active is False
+
+
+def test_register_model_version_fits_the_input_profile_from_reference_inputs(npz, tmp_path):
+    from abuse.extraction import InputProfile
+    from serving.ml.digits import load_digits_split
+
+    model_get_or_create_digits()
+    reference = tmp_path / "natural.npy"
+    np.save(reference, load_digits_split(seed=0).X_train)
+
+    _run("register_model_version", "digits", str(npz), "--variant", "full", "--version", "op-1",
+         "--reference-inputs", str(reference))  # fmt: skip
+
+    profile = InputProfile.from_dict(ModelVersion.objects.get().input_profile)
+    assert profile.mean.shape == (64,) and profile.distance_q99 > 0
+
+
+@pytest.mark.parametrize("rows", [np.zeros(64), np.zeros((10, 64)), np.full((200, 64), np.nan)])
+def test_register_model_version_refuses_unusable_reference_inputs(npz, tmp_path, rows):
+    model_get_or_create_digits()
+    reference = tmp_path / "natural.npy"
+    np.save(reference, rows)
+    with pytest.raises(CommandError, match="--reference-inputs must hold"):
+        _run("register_model_version", "digits", str(npz), "--variant", "full", "--version", "op-1",
+             "--reference-inputs", str(reference))  # fmt: skip
+    assert not ModelVersion.objects.exists()
 
 
 def test_register_model_version_needs_an_existing_model(npz):
