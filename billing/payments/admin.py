@@ -1,19 +1,7 @@
 from django.contrib import admin
 
 from billing.payments.models import BillingAccount, Invoice, MeterReport, StripeEvent, StripeTierPrice
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by webhooks and tasks: staff look, never edit."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(BillingAccount)

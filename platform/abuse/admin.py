@@ -3,17 +3,7 @@
 from django.contrib import admin
 
 from abuse.models import Appeal, AuditEntry, Ring, RiskAssessment, RiskState, SignupLink
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEntry)

@@ -35,9 +35,9 @@ import numpy as np
 
 from abuse.extraction import InputProfile, QueryWindow, RiskResult, extraction_risk
 from serving.defenses import DefenseConfig, apply_defenses
-from serving.ml.demo import CLASS_LABELS, DEFENDED, SPLIT_SEED
+from serving.ml.demo import CLASS_LABELS, DEFENDED, SPLIT_SEED, train_variant
 from serving.ml.digits import DIGITS_MAX, DigitsSplit, load_digits_split
-from serving.ml.mlp import MLPWeights, forward_logits, train_mlp
+from serving.ml.mlp import MLPWeights, forward_logits
 
 # The simulation's own keys: the watermark and noise choices are as random as production's, but not production's.
 SIMULATION_NOISE_SECRET = b"moat-simulation-noise-v1"
@@ -135,19 +135,7 @@ def demo_model() -> MLPWeights:
     """The defended demo model the public tiers are served by, trained once per process: the very weights of
     `train_demo_models().defended` (same split, configuration and seed; training is deterministic), without
     training the full model too."""
-    split = digits_split()
-    config = DEFENDED
-    return train_mlp(
-        split.X_train,
-        split.y_train,
-        hidden=config.hidden,
-        epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        l2=config.l2,
-        seed=config.seed,
-        input_levels=config.input_levels,
-    )
+    return train_variant(digits_split(), DEFENDED)
 
 
 def answer(

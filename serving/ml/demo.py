@@ -92,7 +92,7 @@ def train_demo_models(*, dp: DPSettings | None = None, dp_noise_seed: int | None
     a fixed seed in the repository would make the noise public and the epsilon meaningless."""
     started = time.perf_counter()
     split = load_digits_split(seed=SPLIT_SEED)
-    full_weights = _train(split, FULL)
+    full_weights = train_variant(split, FULL)
     full_top1 = forward_logits(full_weights, split.X_test).argmax(axis=1)
     full = TrainedVariant(
         variant="full",
@@ -101,7 +101,7 @@ def train_demo_models(*, dp: DPSettings | None = None, dp_noise_seed: int | None
         provenance=dict(split.provenance),
     )
     if dp is None:
-        weights = _train(split, DEFENDED)
+        weights = train_variant(split, DEFENDED)
         defended = TrainedVariant(
             variant="defended",
             weights=weights,
@@ -141,7 +141,8 @@ def train_demo_models(*, dp: DPSettings | None = None, dp_noise_seed: int | None
     return DemoModels(full=full, defended=defended, seconds=time.perf_counter() - started)
 
 
-def _train(split: DigitsSplit, config: TrainingConfig) -> MLPWeights:
+def train_variant(split: DigitsSplit, config: TrainingConfig) -> MLPWeights:
+    """Train one variant's MLP on the split's training rows with the configuration's hyperparameters."""
     return train_mlp(
         split.X_train,
         split.y_train,
