@@ -1,11 +1,15 @@
 """Real platform processes in subprocesses (a Celery worker, the web server), for tests that must prove behaviour
 across process boundaries: the broker, kill -9, a real HTTP server."""
 
+import contextlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -76,11 +80,27 @@ def _process(command: list[str], *, env: dict[str, str], log_path: Path, ready) 
 
 
 @contextmanager
-def celery_worker(*, extra_env: dict[str, str] | None = None, log_path: Path) -> Iterator[subprocess.Popen]:
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO",
+def celery_worker(
+    *, extra_env: dict[str, str] | None = None, log_path: Path, concurrency: int = 0
+) -> Iterator[subprocess.Popen]:
+    """A Celery worker: the solo pool by default; `concurrency=N`: the prefork pool of N children, as the Procfile
+    runs it (a killed child's acks_late task is then requeued at once, by its parent)."""
+    pool = ["--pool", "prefork", "--concurrency", str(concurrency)] if concurrency else ["--pool", "solo"]
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", *pool, "--loglevel", "INFO",
                "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
     with _process(
         command, env=process_env(extra_env), log_path=log_path, ready=lambda: "ready." in log_path.read_text()
+    ) as process:
+        yield process
+
+
+@contextmanager
+def celery_beat(*, extra_env: dict[str, str] | None = None, log_path: Path) -> Iterator[subprocess.Popen]:
+    """A Celery beat process with its own schedule file (next to its log)."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+               "--schedule", str(log_path.with_suffix(".schedule"))]  # fmt: skip
+    with _process(
+        command, env=process_env(extra_env), log_path=log_path, ready=lambda: "beat: Starting" in log_path.read_text()
     ) as process:
         yield process
 
@@ -171,3 +191,64 @@ class RedisServer:
 
     def resume(self) -> None:
         os.kill(self.process.pid, signal.SIGCONT)
+
+
+class PostgresServer:
+    """A throwaway real PostgreSQL (the binaries the pgserver package ships) in its own data folder, listening on a
+    Unix socket only, for tests that stop and start it. Never the machine's server."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: as root, the server runs as pgserver's own user, which must reach the folder.
+        self.folder = Path(tempfile.mkdtemp(prefix="moat-pg-"))
+        self.data_dir = self.folder / "data"
+        self.log_path = self.data_dir / "log"  # where pgserver logs: writable by the server's user
+        self.socket_dir: Path | None = None
+        self.system_user: str | None = None
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@/{database}?host={quote(str(self.socket_dir))}"
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.data_dir, user=self.system_user, timeout=60)
+
+    def start(self) -> "PostgresServer":
+        if self.socket_dir is None:  # the first start: initdb, then start (as pgserver's user when we are root)
+            import pgserver
+
+            self.data_dir.mkdir()
+            server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+            self.system_user = server.system_user
+            self.socket_dir = server.get_postmaster_info().socket_dir
+        else:
+            self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.log_path), "start")
+        return self
+
+    def copy_database(self, *, source_url: str, name: str) -> str:
+        """Create the database `name` here as a copy (schema and rows) of the one at `source_url`; its URL."""
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        def run(program: str, *args: str, stdin: bytes | None = None) -> bytes:
+            command = [str(POSTGRES_BIN_PATH / program), *args]
+            done = subprocess.run(command, input=stdin, capture_output=True, timeout=120)  # noqa: S603
+            if done.returncode:
+                raise RuntimeError(f"{program} failed: {done.stderr.decode(errors='replace')[-2000:]}")
+            return done.stdout
+
+        dump = run("pg_dump", "--no-owner", "--no-privileges", "--dbname", source_url)
+        # Per-column attribute options are dropped: Django sets none, and a source server built with extra ones
+        # (this machine's shared server carries a `pg_attver` on every column) would make the restore fail.
+        dump = re.sub(rb"(?m)^ALTER TABLE ONLY \S+ ALTER COLUMN \S+ SET \(.*\);\n", b"", dump)
+        run("psql", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", self.url("postgres"), "-c", f'CREATE DATABASE "{name}"')
+        run("psql", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", self.url(name), stdin=dump)
+        return self.url(name)
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are disconnected, open transactions roll back."""
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._pg_ctl("-w", "-m", "immediate", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -10,6 +10,7 @@ from django.db.models import Sum
 from accounts.models import BillingState, Organization
 from billing.metering.models import UsageDay
 from billing.metering.selectors import invoice_preview
+from redteam.selectors import redteam_queries_to_clone
 from serving.predictions.selectors import billing_period
 from tiers.models import Tier
 
@@ -52,9 +53,9 @@ class RevenueSummary:
 
 
 def _queries_to_clone(tier_code: str) -> int | None:
-    """Queries a simulated extraction needed for 90% agreement on this tier, from the last red-team report.
-    The red-team exercise does not exist yet, so this is unknown for every tier."""
-    return None
+    """Queries a simulated extraction needed for 90% agreement on this tier, from the latest red-team run
+    (`manage.py redteam`); None until a run has measured it."""
+    return redteam_queries_to_clone(tier_code=tier_code)
 
 
 def revenue_summary(*, now: datetime, top: int = 10) -> RevenueSummary:

@@ -55,6 +55,9 @@ class StripeEvent(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last claimed it.")
+    claimed_by = models.CharField(
+        max_length=255, blank=True, help_text="The task that claimed it: a redelivery of that task may claim it again."
+    )
     error = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 

@@ -80,15 +80,21 @@ def stripe_event_record(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
     return row, created
 
 
-def stripe_event_claim(*, event_pk: int) -> bool:
+def stripe_event_claim(*, event_pk: int, claimant: str = "") -> bool:
     """Claim an event for processing: pending/failed (or a stale claim of a dead worker) -> processing. Exactly one
-    caller wins; the others get False."""
+    caller wins; the others get False.
+
+    `claimant` is the claiming task's id. A redelivery of the same task message (its worker was killed mid-task,
+    acks_late) may take the claim back at once: a message is delivered to one worker at a time, so the claim's
+    holder is dead. Without that the event would wait STALE_CLAIM_AFTER for the requeue job."""
     now = timezone.now()
     claimable = Q(status__in=[StripeEventStatus.PENDING, StripeEventStatus.FAILED]) | Q(
         status=StripeEventStatus.PROCESSING, claimed_at__lt=now - STALE_CLAIM_AFTER
     )
+    if claimant:
+        claimable |= Q(status=StripeEventStatus.PROCESSING, claimed_by=claimant)
     updated = StripeEvent.objects.filter(claimable, pk=event_pk).update(
-        status=StripeEventStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+        status=StripeEventStatus.PROCESSING, claimed_at=now, claimed_by=claimant, attempts=F("attempts") + 1
     )
     return updated == 1
 
@@ -278,6 +284,9 @@ def _on_checkout_completed(account: BillingAccount, organization: Organization, 
 
 
 def _on_subscription_updated(account: BillingAccount, organization: Organization, obj: dict[str, Any]) -> None:
+    """Each subscription event carries the whole subscription, so it sets everything its status implies: Stripe
+    sends events out of order, and the older events this one makes obsolete (checkout completed, payment failed)
+    are ignored once it is applied."""
     status = obj.get("status") or ""
     account.subscription_id = obj.get("id") or account.subscription_id
     account.subscription_status = status
@@ -285,9 +294,14 @@ def _on_subscription_updated(account: BillingAccount, organization: Organization
     billing_state = SUBSCRIPTION_STATUS_TO_BILLING_STATE.get(status)
     if billing_state is None:  # incomplete, paused: no change to what the organization may do
         return
+    tier_code = None
     if billing_state == BillingState.ACTIVE:
         account.grace_until = None
-    _set_organization(organization, billing_state=billing_state)
+        tier_code = PAID_TIER_CODE  # an active subscription is the paid tier, whichever event said so first
+    elif billing_state == BillingState.PAST_DUE and account.grace_until is None:
+        # A payment failed (its own event may be older, hence ignored): the grace period starts here.
+        account.grace_until = timezone.now() + timedelta(days=settings.BILLING_GRACE_PERIOD_DAYS)
+    _set_organization(organization, tier_code=tier_code, billing_state=billing_state)
 
 
 def _on_subscription_deleted(account: BillingAccount, organization: Organization, obj: dict[str, Any]) -> None:
@@ -298,6 +312,9 @@ def _on_subscription_deleted(account: BillingAccount, organization: Organization
 
 def _on_invoice_paid(account: BillingAccount, organization: Organization, obj: dict[str, Any]) -> None:
     account.grace_until = None
+    subscription = obj.get("subscription")
+    if isinstance(subscription, str) and not account.subscription_id:
+        account.subscription_id = subscription  # the first event applied may be this one (the others came later)
     restore = (
         organization.tier.code == FREE_TIER_CODE
         and account.subscription_id

@@ -33,7 +33,7 @@ def process_stripe_event(self, event_pk: int) -> str | None:
     """Claim a stored webhook event (pending/failed -> processing) and apply it once; record processed, ignored or
     failed with the error. Database errors are retried with backoff; other errors are recorded and not retried
     (staff see them in the admin)."""
-    if not services.stripe_event_claim(event_pk=event_pk):
+    if not services.stripe_event_claim(event_pk=event_pk, claimant=self.request.id or ""):
         return None
     try:
         return services.stripe_event_process(event_pk=event_pk)

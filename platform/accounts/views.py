@@ -14,7 +14,7 @@ from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts.errors import (
     InvitationError,
@@ -48,6 +48,7 @@ from accounts.services import (
     user_signup,
 )
 from accounts.tasks import send_verification_email
+from accounts.throttles import password_reset_admit
 from core.errors import NotFoundError
 from core.http import client_ip, user_agent
 from portal.views import render_overview
@@ -101,6 +102,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return redirect("accounts:login")
 
 
+@require_safe
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     try:
         user = email_verify(token=token)
@@ -131,6 +133,20 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "accounts/email/password_reset.txt"
     subject_template_name = "accounts/email/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
+    # Not Django's default, which also answers PUT as if it were POST.
+    http_method_names = ["get", "post", "head", "options"]
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # Counted before the form looks anything up or sends anything (accounts.throttles).
+        refusal = password_reset_admit(client_ip=client_ip(request), email=request.POST.get("email", ""))
+        if refusal is not None:
+            form = self.get_form_class()()
+            response = render(
+                request, self.template_name, {"form": form, "limit_message": refusal.message}, status=refusal.status
+            )
+            response["Retry-After"] = str(refusal.retry_after)
+            return response
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: CanonicalPasswordResetForm) -> HttpResponse:
         site = urlsplit(settings.SITE_URL)

@@ -7,7 +7,8 @@ PostgreSQL after commit, so a freeze reaches every process within `API_KEY_CACHE
 Why writers SET and readers SET NX: a reader that loaded the row just before a freeze committed must not put its
 stale copy back after the writer refreshed it. A reader only fills an empty slot; the writer always overwrites.
 A Terms version that takes effect later reaches the snapshots within the Redis TTL of its effective time.
-PostgreSQL stays the source of truth: a missing snapshot is rebuilt from it.
+PostgreSQL stays the source of truth: a missing snapshot is rebuilt from it. While PostgreSQL is unreachable, a
+process keeps using its last copy of a key; a key it has never seen gets 503.
 """
 
 import contextlib
@@ -24,6 +25,7 @@ from django.utils import timezone
 from apikeys.errors import InvalidApiKeyError, KeyFrozenError, TermsNotAcceptedError
 from apikeys.keys import hash_key, is_well_formed
 from apikeys.models import ApiKey, KeyState
+from core.db import DATABASE_UNAVAILABLE_ERRORS
 from core.redis import guarded_redis_client, redis_breaker_trip, redis_client
 from legal.selectors import organization_has_accepted_current_terms
 
@@ -82,7 +84,15 @@ def _load(key_hash: str) -> ApiKeyContext | None:
         data = orjson.loads(raw)
         context = ApiKeyContext(**data) if data else None
     else:
-        context = _snapshot_from_database(key_hash)
+        try:
+            context = _snapshot_from_database(key_hash)
+        except DATABASE_UNAVAILABLE_ERRORS:
+            if cached is None:
+                raise  # never seen here: the caller answers 503
+            # PostgreSQL is away (a restart): the last copy stays usable until it answers again. A freeze written
+            # before the outage reached this copy within API_KEY_CACHE_SECONDS, and none can be written during it.
+            _local[key_hash] = (now, cached[1])
+            return cached[1]
         with contextlib.suppress(redis.RedisError):
             connection.set(_redis_key(key_hash), _encode(context), ex=_REDIS_TTL_SECONDS, nx=True)
     if len(_local) >= _LOCAL_MAX_ENTRIES:
@@ -93,7 +103,8 @@ def _load(key_hash: str) -> ApiKeyContext | None:
 
 def apikey_context(*, raw_key: str | None) -> ApiKeyContext:
     """The calling key's snapshot, or the error to answer: InvalidApiKeyError (missing, malformed, unknown,
-    revoked, expired), KeyFrozenError, TermsNotAcceptedError. Raises redis.RedisError when Redis is down."""
+    revoked, expired), KeyFrozenError, TermsNotAcceptedError. Raises redis.RedisError when Redis is down, and
+    django.db's OperationalError when PostgreSQL is too and this process has no copy of the key."""
     if not raw_key or not is_well_formed(raw_key):
         raise InvalidApiKeyError("Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")
     context = _load(hash_key(raw_key))

@@ -2,7 +2,10 @@
 
 import os
 
+import gunicorn.glogging
 import gunicorn.http.wsgi
+
+from core.redaction import AccessLogFormatter, RedactingFormatter
 
 # gunicorn names itself in a `Server` header on every response; the platform names no software it runs on.
 gunicorn.http.wsgi.SERVER = "moat"
@@ -13,3 +16,17 @@ wsgi_app = "config.wsgi:application"
 accesslog = "-"
 # The path only (%(U)s), never the query string: a key pasted into a URL must not reach the logs.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+
+
+class _RedactingLogger(gunicorn.glogging.Logger):
+    """gunicorn's logger, its lines passed through core.redaction: no API key and no forged line in either log."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log, formatter_class in ((self.error_log, RedactingFormatter), (self.access_log, AccessLogFormatter)):
+            for handler in log.handlers:
+                if handler.formatter is not None:
+                    handler.setFormatter(formatter_class(handler.formatter._fmt, handler.formatter.datefmt))
+
+
+logger_class = _RedactingLogger

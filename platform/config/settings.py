@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "billing.metering.apps.MeteringConfig",
     "billing.payments.apps.PaymentsConfig",
     "billing.dashboard.apps.DashboardConfig",
+    "redteam.apps.RedTeamConfig",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +126,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A task message whose worker died this many times (acks_late redelivers it) is parked, not run again (core.jobs).
+TASK_MAX_WORKER_LOSSES = env.int("TASK_MAX_WORKER_LOSSES", default=3)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "flush-query-log": {
@@ -204,6 +207,10 @@ AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_RESET_ON_SUCCESS = True
 AXES_HANDLER = "accounts.lockout.AccountScopedResetHandler"
 AXES_VERBOSE = False
+# Password-reset requests (accounts.throttles), per client IP and per account, in fixed windows; fails closed.
+PASSWORD_RESET_LIMIT_PER_IP = env.int("PASSWORD_RESET_LIMIT_PER_IP", default=10)
+PASSWORD_RESET_LIMIT_PER_ACCOUNT = env.int("PASSWORD_RESET_LIMIT_PER_ACCOUNT", default=3)
+PASSWORD_RESET_WINDOW_SECONDS = env.int("PASSWORD_RESET_WINDOW_SECONDS", default=3600)
 
 # --- Sign-up policy ------------------------------------------------------------------------------------------
 # Disposable domains are refused unless listed here (a customer's own domain that happens to be on the list).
@@ -253,6 +260,8 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=2.0)
 # Raw inputs in the query log are pruned after this many days (hashes and labels stay).
 QUERY_LOG_RAW_INPUT_RETENTION_DAYS = env.int("QUERY_LOG_RAW_INPUT_RETENTION_DAYS", default=90)
 QUERY_LOG_FLUSH_BATCH = env.int("QUERY_LOG_FLUSH_BATCH", default=1000)
+# Records a flusher read but never acknowledged (it was killed) are taken over by another after this long.
+QUERY_LOG_CLAIM_IDLE_SECONDS = env.float("QUERY_LOG_CLAIM_IDLE_SECONDS", default=60.0)
 # Quotas: organizations are spread over this many Redis hash tags (each with its own query-log stream).
 QUOTA_SHARDS = env.int("QUOTA_SHARDS", default=16)
 # When Redis is unreachable, enterprise keys are still served, each web process admitting at most this fraction of
@@ -339,7 +348,10 @@ STORAGES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # core.redaction: no log line ever carries an API key, even one a client pasted into a URL.
+    "formatters": {
+        "plain": {"()": "core.redaction.RedactingFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stdout"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},

@@ -89,7 +89,7 @@ def confidence_histogram(
         params.append(organization_id)
     # Only the table name (from the model, not from input) is formatted into the query; values are parameters.
     sql = (
-        "SELECT LEAST(GREATEST(FLOOR(c * %s), 0), %s - 1)::int AS bin, COUNT(*) "  # noqa: S608
+        "SELECT LEAST(GREATEST(FLOOR(c * %s), 0), %s - 1)::int AS bin, COUNT(*) "  # noqa: S608  # nosec B608
         f"FROM {QueryLog._meta.db_table} AS q CROSS JOIN LATERAL unnest(q.confidences) AS c "
         f"WHERE {' AND '.join(conditions)} GROUP BY bin"
     )

@@ -28,8 +28,13 @@ def redis_breaker_open() -> bool:
 
 
 def redis_breaker_trip() -> None:
+    """Open the breaker for a second after a failed call. An open breaker is not extended: a call refused because
+    the breaker was open says nothing about Redis, and extending on it kept the breaker open for as long as the
+    load lasted, long after Redis was back."""
     global _open_until
-    _open_until = time.monotonic() + _BREAKER_SECONDS
+    now = time.monotonic()
+    if now >= _open_until:
+        _open_until = now + _BREAKER_SECONDS
 
 
 def redis_breaker_reset() -> None:

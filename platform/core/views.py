@@ -1,14 +1,21 @@
 """Error pages: JSON under /v1/, the site's own HTML elsewhere; neither names the framework or a version."""
 
+import sys
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+
+from core.db import DATABASE_UNAVAILABLE_ERRORS
 
 _MESSAGES = {
     400: ("bad_request", "The request could not be understood."),
     403: ("forbidden", "You do not have access to this resource."),
     404: ("not_found", "No such resource."),
     500: ("server_error", "Something went wrong on our side. Please try again."),
+    503: ("service_unavailable", "The service is briefly unavailable. Retry in a few seconds."),
 }
 
 
@@ -37,6 +44,18 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> H
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    """500, or 503 with Retry-After when the error is PostgreSQL being unavailable (a restart, a failover): the
+    page is then rendered without the request's context, whose signed-in user would need the database again."""
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE_ERRORS):
+        code, message = _MESSAGES[503]
+        if request.path.startswith("/v1/"):
+            response = JsonResponse({"error": {"code": code, "message": message}}, status=503)
+        else:
+            response = HttpResponse(
+                render_to_string("errors/error.html", {"status": 503, "message": message}), status=503
+            )
+        response["Retry-After"] = "5"
+        return response
     return error_response(request, 500)
 
 
@@ -49,6 +68,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     )
 
 
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness for load balancers: a plain view that touches nothing (also the benchmark's baseline)."""
     return JsonResponse({"status": "ok"})

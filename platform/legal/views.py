@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from core.http import client_ip, user_agent
 from legal.forms import AcceptTermsForm
@@ -12,6 +12,7 @@ from legal.selectors import terms_current, user_has_accepted_current_terms
 from legal.services import terms_accept
 
 
+@require_safe
 def terms_show(request: HttpRequest) -> HttpResponse:
     terms = terms_current()
     if terms is None:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_safe
 
 from accounts.forms import InviteForm
 from accounts.models import Membership
@@ -13,6 +14,7 @@ from apikeys.selectors import apikey_list_for_org
 from tiers.selectors import tier_list
 
 
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and not request.user.is_staff:
         return redirect("portal:overview")
@@ -43,6 +45,7 @@ def render_overview(
 
 
 @login_required
+@require_safe
 def overview(request: HttpRequest) -> HttpResponse:
     membership = membership_for_user(user=request.user)
     if membership is None:
@@ -50,6 +53,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render_overview(request, membership=membership)
 
 
+@require_safe
 def docs(request: HttpRequest) -> HttpResponse:
     return render(
         request,

@@ -1,12 +1,20 @@
 """Tiers for the hot path: each web process keeps every tier in memory and re-reads them every few seconds, so an
-edit in the admin takes effect everywhere within `_REFRESH_SECONDS` and a request never queries PostgreSQL."""
+edit in the admin takes effect everywhere within `_REFRESH_SECONDS` and a request never queries PostgreSQL.
 
+While PostgreSQL is unreachable (a restart, a failover) the process keeps serving the tiers it last read, and tries
+again every `_RETRY_SECONDS` rather than on every request; only a tier it has never read is unavailable."""
+
+import logging
 import time
 from dataclasses import dataclass
 
+from core.db import DATABASE_UNAVAILABLE_ERRORS
 from tiers.models import Tier
 
+logger = logging.getLogger(__name__)
+
 _REFRESH_SECONDS = 5.0
+_RETRY_SECONDS = 1.0
 _snapshot: dict[str, "TierSnapshot"] = {}
 _loaded_at = float("-inf")
 
@@ -56,11 +64,19 @@ def _load() -> dict[str, TierSnapshot]:
 
 
 def tier_snapshot(*, code: str) -> TierSnapshot:
-    """The tier as of at most a few seconds ago; raises KeyError for an unknown code."""
+    """The tier as of at most a few seconds ago (or as last read, while PostgreSQL is unreachable); raises KeyError
+    for an unknown code, and django.db's OperationalError when PostgreSQL is unreachable and the tier was never
+    read."""
     global _snapshot, _loaded_at
     now = time.monotonic()
     if now - _loaded_at > _REFRESH_SECONDS or code not in _snapshot:
-        _snapshot, _loaded_at = _load(), now
+        try:
+            _snapshot, _loaded_at = _load(), now
+        except DATABASE_UNAVAILABLE_ERRORS:
+            if code not in _snapshot:
+                raise
+            logger.warning("tiers could not be re-read from PostgreSQL; serving the copy read before")
+            _loaded_at = now - _REFRESH_SECONDS + _RETRY_SECONDS
     return _snapshot[code]
 
 

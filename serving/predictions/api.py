@@ -6,10 +6,12 @@ with orjson, and appends one query-log record to Redis before answering.
 """
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
+from urllib.parse import unquote_plus
 
 import orjson
 import redis
@@ -20,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apikeys.authentication import bearer_token
 from apikeys.cache import ApiKeyContext, apikey_context
+from core.db import DATABASE_UNAVAILABLE_ERRORS
 from core.errors import ApplicationError
 from core.http import client_ip, user_agent
 from serving.defenses import DefenseConfig, apply_defenses, canonicalize
@@ -42,6 +45,7 @@ from serving.quotas.limiter import Decision, fallback_admit, quota_consume
 from tiers.cache import TierSnapshot, tier_snapshot
 from tiers.models import OutputField
 
+logger = logging.getLogger(__name__)
 _NOISE_SECRET = settings.OUTPUT_NOISE_SECRET.encode()
 _WATERMARK_SECRET = settings.WATERMARK_SECRET.encode()
 
@@ -122,7 +126,11 @@ def _admit(call: _Call, served: Served) -> Decision:
         if call.tier.is_public:
             raise  # public tiers fail closed: 503
         return fallback_admit(
-            organization_id=call.key.organization_id, tier=call.tier, cost=served.cost, record=served.record
+            organization_id=call.key.organization_id,
+            tier=call.tier,
+            cost=served.cost,
+            record=served.record,
+            billable=served.billable,
         )
 
 
@@ -131,6 +139,24 @@ def _rate_limit_headers(response: HttpResponse, decision: Decision) -> HttpRespo
     response["X-RateLimit-Remaining"] = str(decision.remaining)
     response["X-RateLimit-Reset"] = str(decision.reset_seconds)
     return response
+
+
+def _error_answer(call: _Call, error: ApplicationError, *, methods: tuple[str, ...]) -> HttpResponse:
+    if call.key is not None:
+        # The error answer does not depend on its record, so Redis trouble here is not the caller's.
+        with contextlib.suppress(redis.RedisError):
+            querylog_append(call.new_record(status=error.status, error_code=error.code))
+    response = error_response(error)
+    if isinstance(error, MethodNotAllowedError):
+        response["Allow"] = ", ".join(methods)
+    return response
+
+
+def _key_in_url(request: HttpRequest) -> bool:
+    """Whether the URL carries an API key: in the query string (percent-encoded or not) or in the path, which
+    arrives decoded. Such a key is in proxies' and browsers' histories, so the call is refused, never served."""
+    prefix = settings.API_KEY_PREFIX
+    return prefix in unquote_plus(request.META.get("QUERY_STRING", "")) or prefix in request.path_info
 
 
 def api_endpoint(*, endpoint: str, methods: tuple[str, ...]) -> Callable:
@@ -143,7 +169,7 @@ def api_endpoint(*, endpoint: str, methods: tuple[str, ...]) -> Callable:
         def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
             call = _Call(request, endpoint)
             try:
-                if settings.API_KEY_PREFIX in request.META.get("QUERY_STRING", ""):
+                if _key_in_url(request):
                     raise InvalidInputError(
                         "Send the API key in the Authorization header, never in the URL. Treat this key as "
                         "exposed and roll it in the portal."
@@ -174,14 +200,13 @@ def api_endpoint(*, endpoint: str, methods: tuple[str, ...]) -> Callable:
                 response["X-Request-Id"] = served.record.request_id
                 return response
             except ApplicationError as error:
-                if call.key is not None:
-                    # The error answer does not depend on its record, so Redis trouble here is not the caller's.
-                    with contextlib.suppress(redis.RedisError):
-                        querylog_append(call.new_record(status=error.status, error_code=error.code))
-                response = error_response(error)
-                if isinstance(error, MethodNotAllowedError):
-                    response["Allow"] = ", ".join(methods)
-                return response
+                return _error_answer(call, error, methods=methods)
+            except DATABASE_UNAVAILABLE_ERRORS:
+                # PostgreSQL is away and this call needed it (a key this process has never seen, the usage): 503
+                # with Retry-After at once, like Redis trouble, never a 500 page.
+                logger.warning("PostgreSQL is unavailable; %s answered 503", endpoint)
+                unavailable = ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds.")
+                return _error_answer(call, unavailable, methods=methods)
             except redis.RedisError:
                 return error_response(
                     ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds.")

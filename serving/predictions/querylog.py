@@ -5,7 +5,8 @@ an XADD is one short Redis round trip. Why it loses nothing:
 - the web process appends before it answers, so every answered request has a record in Redis;
 - the flusher reads through a consumer group, inserts with ON CONFLICT (request_id) DO NOTHING, and acknowledges
   only after the commit; entries of a flusher killed in between stay pending and are claimed again after
-  `_CLAIM_IDLE_MS`, and the unique request id turns the second insert into a no-op;
+  `_CLAIM_IDLE_MS`, and the unique request id turns the second insert into a no-op; a flush that failed (PostgreSQL
+  restarting) retries its own pending entries first on its next run;
 - a Redis restart keeps the stream when Redis persists with AOF (`appendfsync everysec`: at most ~1 s of
   records); without persistence the window is what is not yet flushed (the flush runs every 2 s).
 """
@@ -48,7 +49,8 @@ def record_payload(record: "QueryRecord") -> bytes:
     return orjson.dumps({**record.__dict__, "inputs": record.inputs.hex()})
 
 
-_CLAIM_IDLE_MS = 60_000
+# How long another flusher's unacknowledged entries wait before they are taken over (that flusher was killed).
+_CLAIM_IDLE_MS = int(settings.QUERY_LOG_CLAIM_IDLE_SECONDS * 1000)
 _INPUT_BYTES = 64
 
 
@@ -151,13 +153,13 @@ def _store(entries: list[tuple[bytes, dict]]) -> list[bytes]:
     # Table and column names are constants of this module, never input: the f-strings build no user data into SQL.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS querylog_incoming ON COMMIT DELETE ROWS AS "  # noqa: S608
+            f"CREATE TEMP TABLE IF NOT EXISTS querylog_incoming ON COMMIT DELETE ROWS AS "  # noqa: S608  # nosec B608
             f"SELECT {columns} FROM {table} WITH NO DATA"
         )
         cursor.execute("TRUNCATE querylog_incoming")  # left over if an enclosing transaction never committed
         cursor.copy_expert(f"COPY querylog_incoming ({columns}) FROM STDIN", buffer)
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM querylog_incoming "  # noqa: S608
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM querylog_incoming "  # noqa: S608  # nosec B608
             "ON CONFLICT (request_id) DO NOTHING"
         )
         last_used: dict[int, float] = {}
@@ -169,8 +171,16 @@ def _store(entries: list[tuple[bytes, dict]]) -> list[bytes]:
     return [entry_id for entry_id, _ in entries]
 
 
-def _next_batch(connection: redis.Redis, stream: str, consumer: str, count: int) -> list:
-    """Entries a killed flusher left pending for too long, else new ones."""
+def _next_batch(connection: redis.Redis, stream: str, consumer: str, count: int, *, own_first: bool) -> list:
+    """This flusher's own unacknowledged entries (`own_first`), then entries a killed flusher left pending for too
+    long, else new ones."""
+    if own_first:
+        # A flush of this process that failed between read and acknowledgement (PostgreSQL restarting, say) left
+        # them pending under this consumer's name: retry them now rather than after _CLAIM_IDLE_MS. No other flush
+        # runs under this name (one task at a time per process), so nothing is taken from under a live flusher.
+        own = connection.xreadgroup(GROUP, consumer, {stream: "0"}, count=count)
+        if own and own[0][1]:
+            return own[0][1]
     # XAUTOCLAIM answers [cursor, entries] on Redis 6.2 and [cursor, entries, deleted ids] on Redis 7.
     claimed = connection.xautoclaim(stream, GROUP, consumer, min_idle_time=_CLAIM_IDLE_MS, count=count)[1]
     if claimed:
@@ -187,8 +197,8 @@ def querylog_flush(*, batch_size: int = 1000, max_batches: int = 100) -> int:
     stored = 0
     for stream in all_streams():
         _ensure_group(connection, stream)
-        for _ in range(max_batches):
-            batch = _next_batch(connection, stream, consumer, batch_size)
+        for number in range(max_batches):
+            batch = _next_batch(connection, stream, consumer, batch_size, own_first=number == 0)
             if not batch:
                 break
             entries = [(entry_id, fields) for entry_id, fields in batch if fields]

@@ -3,6 +3,7 @@
 The process keeps every active version loaded (artifacts verified by sha256 on load). Once a second it reads the
 registry's generation counter from Redis; when an operator activates another version the counter changes and the
 process reloads, so a switch takes effect everywhere within about a second, with no restart and no failed request.
+While PostgreSQL is unreachable the process keeps serving the versions it has loaded and retries every second.
 """
 
 import logging
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from core.db import DATABASE_UNAVAILABLE_ERRORS
 from serving.ml.artifacts import load_artifact
 from serving.ml.mlp import MLPWeights
 from serving.registry.models import ModelVersion
@@ -77,7 +79,14 @@ class _Registry:
         except redis.RedisError:
             generation = self.generation  # keep serving what we have; Redis trouble is answered elsewhere
         if generation != self.generation or now - self.loaded_at > _RELOAD_SECONDS:
-            self._reload()
+            try:
+                self._reload()
+            except DATABASE_UNAVAILABLE_ERRORS:
+                if not self.models:
+                    raise  # nothing to serve yet: the caller answers 503
+                # PostgreSQL is away (a restart): keep serving what is loaded and try again at the next check.
+                logger.warning("the model registry could not be re-read; serving the versions loaded before")
+                return
             self.generation = generation
 
 

@@ -6,6 +6,7 @@ URLconf, so a route cannot be added without describing it."""
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
 
 from serving.predictions.api import json_response
 
@@ -108,6 +109,7 @@ def openapi_spec() -> dict:
                                             "properties": {
                                                 "image": {
                                                     "type": "string",
+                                                    "format": "base64-image",
                                                     "contentEncoding": "base64",
                                                     "description": "A PNG or JPEG of one digit, any size.",
                                                 }
@@ -240,5 +242,6 @@ def openapi_spec() -> dict:
     }
 
 
+@require_safe
 def openapi_document(request: HttpRequest) -> HttpResponse:
     return json_response(openapi_spec())

@@ -4,12 +4,14 @@ Policy when Redis is unreachable (fail closed for the public, open within bounds
 - public tiers (free, pro) get 503 `service_unavailable` with Retry-After: no counter, no serving;
 - enterprise keys are served under a conservative per-process limit (`QUOTA_FALLBACK_FRACTION` of the tier's
   per-minute limit, per organization, per web process); their records wait in the process's memory and are
-  appended once Redis answers again, so they are still billed and seen by the abuse jobs.
+  appended once Redis answers again, so they are still billed and seen by the abuse jobs, and the calls are
+  charged to the counters of the windows they fell in (fallback_charge.lua), so limiting is exact again at once.
 Counters a Redis restart lost are rebuilt from PostgreSQL before the next decision (the script asks for it), so
 a restart never hands an organization a fresh monthly quota.
 """
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -26,9 +28,12 @@ from serving.predictions.models import QueryLog
 from serving.predictions.querylog import QueryRecord, record_payload, shard_tag, stream_key
 from tiers.cache import TierSnapshot
 
+logger = logging.getLogger(__name__)
 _SCRIPT_SOURCE = (Path(__file__).parent / "quota.lua").read_text()
+_CHARGE_SCRIPT_SOURCE = (Path(__file__).parent / "fallback_charge.lua").read_text()
 _MONTH_TTL_SECONDS = 40 * 86400
 _script = None
+_charge_script = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ def _quota_script(connection: redis.Redis):
     if _script is None:
         _script = connection.register_script(_SCRIPT_SOURCE)  # EVALSHA, loading the script once if Redis lacks it
     return _script
+
+
+def _fallback_charge_script(connection: redis.Redis):
+    global _charge_script
+    if _charge_script is None:
+        _charge_script = connection.register_script(_CHARGE_SCRIPT_SOURCE)
+    return _charge_script
 
 
 def counter_keys(*, organization_id: int, key_id: int) -> tuple[str, str]:
@@ -103,7 +115,9 @@ def quota_consume(
         else:
             raise redis.RedisError("quota counters could not be rebuilt")
         fallback_drain(connection)
-    except redis.RedisError:
+    except redis.RedisError as exc:
+        # Logged once per breaker period and process: while the breaker is open, calls never get here.
+        logger.warning("quota check failed; Redis is skipped for a second: %s", exc)
         redis_breaker_trip()
         raise
     status, window, limit, remaining, reset, retry_after = result
@@ -121,12 +135,26 @@ def quota_consume(
 # --- The fallback while Redis is unreachable ----------------------------------------------------------------
 _fallback_lock = threading.Lock()
 _fallback_buckets: dict[int, tuple[float, float]] = {}  # organization -> (tokens, last refill, monotonic)
-_fallback_records: collections.deque[QueryRecord] = collections.deque(maxlen=100_000)
+# (record, cost, billable, the key windows quota.lua keeps) of each call served under the fallback, to be charged
+# and appended when Redis is back.
+_fallback_records: collections.deque[tuple[QueryRecord, int, bool, str]] = collections.deque(maxlen=100_000)
 
 
-def fallback_admit(*, organization_id: int, tier: TierSnapshot, cost: int, record: QueryRecord) -> Decision:
-    """A per-process token bucket for the enterprise tier while Redis is down; admitted records are kept to be
-    appended when Redis is back."""
+def _key_windows_kept(tier: TierSnapshot) -> str:
+    """The per-key windows quota.lua counts: those whose limit is below the organization's (m, h, d)."""
+    pairs = (
+        ("m", tier.key_requests_per_minute, tier.requests_per_minute),
+        ("h", tier.key_requests_per_hour, tier.requests_per_hour),
+        ("d", tier.key_requests_per_day, tier.requests_per_day),
+    )
+    return "".join(name for name, key_limit, organization_limit in pairs if key_limit < organization_limit)
+
+
+def fallback_admit(
+    *, organization_id: int, tier: TierSnapshot, cost: int, record: QueryRecord, billable: bool = False
+) -> Decision:
+    """A per-process token bucket for the enterprise tier while Redis is down; admitted calls are kept to be
+    charged and appended when Redis is back."""
     rate_per_second = max(tier.requests_per_minute * settings.QUOTA_FALLBACK_FRACTION / 60.0, 0.0)
     capacity = max(rate_per_second * 60.0, 1.0)
     now = time.monotonic()
@@ -136,7 +164,7 @@ def fallback_admit(*, organization_id: int, tier: TierSnapshot, cost: int, recor
         admitted = tokens >= cost
         if admitted:
             tokens -= cost
-            _fallback_records.append(record)
+            _fallback_records.append((record, cost, billable, _key_windows_kept(tier)))
         _fallback_buckets[organization_id] = (tokens, now)
     retry_after = 0 if admitted else max(int((cost - tokens) / rate_per_second) + 1 if rate_per_second else 60, 1)
     return Decision(
@@ -150,16 +178,24 @@ def fallback_admit(*, organization_id: int, tier: TierSnapshot, cost: int, recor
 
 
 def fallback_drain(connection: redis.Redis) -> int:
-    """Append the records served while Redis was down; returns how many. Cheap when there are none."""
+    """Charge the calls served while Redis was down to the windows they fell in and append their records; returns
+    how many. Cheap when there are none."""
     if not _fallback_records:
         return 0
+    script = _fallback_charge_script(connection)
     drained = 0
     while _fallback_records:
         with _fallback_lock:
             batch = [_fallback_records.popleft() for _ in range(min(500, len(_fallback_records)))]
         pipe = connection.pipeline(transaction=False)
-        for record in batch:
-            pipe.xadd(stream_key(record.organization_id), {"r": record_payload(record)})
+        for record, cost, billable, key_windows in batch:
+            month = datetime.fromtimestamp(record.created_at, tz=UTC).strftime("%Y%m")
+            script(
+                keys=[*counter_keys(organization_id=record.organization_id, key_id=record.api_key_id),
+                      stream_key(record.organization_id)],
+                args=[cost, int(billable), record.created_at, month, record_payload(record), key_windows],
+                client=pipe,
+            )  # fmt: skip
         try:
             pipe.execute()
         except redis.RedisError:

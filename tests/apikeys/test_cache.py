@@ -41,3 +41,21 @@ def test_a_write_while_redis_is_down_still_commits(organization, settings, djang
     with django_capture_on_commit_callbacks(execute=True):
         raw_key_for(organization)
     assert ApiKey.objects.filter(organization=organization).count() == 1
+
+
+def test_while_postgresql_is_unreachable_a_process_keeps_its_last_copy_of_a_key(organization, settings):
+    from django.db import OperationalError
+
+    from core.redis import redis_client
+    from tests.outages import postgres_unreachable
+
+    raw = raw_key_for(organization)
+    known = apikey_context(raw_key=raw)
+    settings.API_KEY_CACHE_SECONDS = 0  # the copy is due for a re-read ...
+    redis_client().delete(*redis_client().keys("moat:apikey:*"))  # ... and Redis's copy has expired
+
+    with postgres_unreachable():
+        assert apikey_context(raw_key=raw) == known
+        apikey_cache_forget_local()
+        with pytest.raises(OperationalError):  # a key this process never read: the API answers 503
+            apikey_context(raw_key=raw)

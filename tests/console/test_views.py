@@ -48,3 +48,24 @@ def test_the_revenue_page_shows_revenue_by_tier_top_users_failed_payments_and_cl
     assert "Light Co" in failed and "Heavy Co" not in failed
     assert "unknown (no red-team report yet)" in page
     assert f"${Decimal('0.0005'):.6f}" in page
+
+
+@pytest.mark.django_db
+def test_the_revenue_page_prices_cloning_from_the_latest_red_team_run():
+    from redteam.services import redteam_run_record
+
+    def run(finished_at: str, pro_queries: int | None) -> dict:
+        tiers = {"pro": {"queries_to_90": pro_queries}, "free": {"queries_to_90": 120}}
+        return {"started_at": finished_at, "finished_at": finished_at, "base_url": "http://127.0.0.1:8766",
+                "budget": 10_000, "tiers": tiers, "campaigns": []}  # fmt: skip
+
+    redteam_run_record(summary=run("2026-11-01T10:00:00+00:00", 9_999))
+    redteam_run_record(summary=run("2026-11-20T10:00:00+00:00", 2_345))
+
+    page = signed_in(UserFactory(is_staff=True)).get("/console/revenue/").content.decode()
+
+    clones = page[page.index('id="clone-costs"') :]
+    price = Tier.objects.get(code="pro").price_per_1000_overage / 1000
+    assert "2,345" in clones and "9,999" not in clones
+    assert f"${price * 2_345:.2f}" in clones  # $1.17: queries x the pro price per query
+    assert "unknown" not in clones

@@ -396,3 +396,73 @@ def test_lost_failed_and_abandoned_events_are_requeued_and_processed(account):
         abandoned.event_id: ("processed", 2),
         busy.event_id: ("processing", 1),
     }
+
+
+def test_a_redelivery_of_the_claiming_task_takes_its_claim_back_and_no_other_task_can(account):
+    from billing.payments.services import stripe_event_claim
+
+    event = StripeEvent.objects.create(
+        event_id="evt_claim", type="invoice.paid", stripe_created=timezone.now(), payload={}
+    )
+    assert stripe_event_claim(event_pk=event.pk, claimant="task-1")
+    assert not stripe_event_claim(event_pk=event.pk, claimant="task-2")  # another message: the claim is live
+    assert not stripe_event_claim(event_pk=event.pk)
+    # The same message delivered again (acks_late after its worker was killed): its first worker is dead.
+    assert stripe_event_claim(event_pk=event.pk, claimant="task-1")
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.claimed_by) == ("processing", 2, "task-1")
+
+
+# --- Out of order: the newest event applied first, the older ones ignored, and still the right state -----------
+
+
+def test_a_subscription_created_after_checkout_but_delivered_first_still_gives_the_paid_tier(
+    account, django_capture_on_commit_callbacks
+):
+    now = int(time.time())
+    created = stripe_event("customer.subscription.created", subscription("active"), created=now)
+    checkout = stripe_event("checkout.session.completed", checkout_completed(), created=now - 1)
+    deliver(django_capture_on_commit_callbacks, created)
+    deliver(django_capture_on_commit_callbacks, checkout)
+
+    assert StripeEvent.objects.get(event_id=checkout["id"]).status == "ignored"
+    account.organization.refresh_from_db()
+    assert (account.organization.tier.code, account.organization.billing_state) == ("pro", BillingState.ACTIVE)
+
+
+def test_a_past_due_update_delivered_before_the_older_payment_failure_starts_the_grace_period(
+    account, django_capture_on_commit_callbacks, settings
+):
+    settings.BILLING_GRACE_PERIOD_DAYS = 7
+    now = int(time.time())
+    deliver(
+        django_capture_on_commit_callbacks,
+        stripe_event("checkout.session.completed", checkout_completed(), created=now - 60),
+    )
+    deliver(
+        django_capture_on_commit_callbacks,
+        stripe_event("customer.subscription.updated", subscription("past_due"), created=now),
+    )
+    failed = stripe_event("invoice.payment_failed", invoice("open"), created=now - 1)
+    deliver(django_capture_on_commit_callbacks, failed)
+
+    assert StripeEvent.objects.get(event_id=failed["id"]).status == "ignored"
+    account.refresh_from_db()
+    assert account.organization.billing_state == BillingState.PAST_DUE
+    assert timezone.now() + timedelta(days=6) < account.grace_until <= timezone.now() + timedelta(days=7)
+
+
+def test_an_invoice_paid_delivered_before_everything_else_gives_the_paid_tier(
+    account, django_capture_on_commit_callbacks
+):
+    now = int(time.time())
+    deliver(django_capture_on_commit_callbacks, stripe_event("invoice.paid", invoice("paid", paid=4900), created=now))
+    for event in (
+        stripe_event("customer.subscription.created", subscription("active"), created=now - 1),
+        stripe_event("checkout.session.completed", checkout_completed(), created=now - 1),
+    ):
+        deliver(django_capture_on_commit_callbacks, event)
+
+    account.refresh_from_db()
+    assert account.subscription_id == SUBSCRIPTION
+    assert (account.organization.tier.code, account.organization.billing_state) == ("pro", BillingState.ACTIVE)

@@ -1,5 +1,6 @@
 import uuid
 
+import django.db
 import pytest
 
 from core.redis import redis_client
@@ -117,6 +118,22 @@ def test_a_flusher_that_dies_after_storing_but_before_acknowledging_duplicates_n
     assert QueryLog.objects.count() == 5
     assert querylog_pending() == 0
     assert original_ack is not None
+
+
+def test_a_flush_that_failed_on_postgresql_retries_its_own_entries_at_once(api_key):
+    from tests.outages import postgres_unreachable
+
+    records = [record_for(api_key) for _ in range(4)]
+    for record in records:
+        querylog_append(record)
+    with postgres_unreachable(), pytest.raises(django.db.OperationalError):
+        querylog_flush()  # read, not stored, not acknowledged: pending under this process's consumer name
+
+    assert querylog_flush() == 4  # the next run takes them back at once, not after _CLAIM_IDLE_MS
+    assert sorted(str(r) for r in QueryLog.objects.values_list("request_id", flat=True)) == sorted(
+        r.request_id for r in records
+    )
+    assert querylog_pending() == 0
 
 
 def test_flushing_an_empty_log_does_nothing(db):

@@ -3,6 +3,7 @@ are served under the per-process fallback and their records arrive once Redis is
 are rebuilt from PostgreSQL; a hung Redis cannot hang requests."""
 
 import time
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -112,3 +113,40 @@ def test_a_hung_redis_answers_503_quickly_instead_of_hanging(redis_server, setti
         redis_server.resume()
     assert response.status_code == 503
     assert elapsed < 2 * settings.REDIS_SOCKET_TIMEOUT + 0.5
+
+
+def test_calls_served_under_the_fallback_are_charged_to_the_windows_they_fell_in(redis_server, settings):
+    settings.QUOTA_FALLBACK_FRACTION = 0.001  # 6 per minute per process
+    # A per-key hourly limit below the organization's: quota.lua keeps that key window too.
+    Tier.objects.filter(code="enterprise").update(key_requests_per_hour=200_000)
+    enterprise = organization_on("enterprise")
+    key = raw_key_for(enterprise)
+    assert predict(key, n=2).status_code == 200
+    redis_server.kill()
+    assert [predict(key, n=3).status_code for _ in range(2)] == [200, 200]  # 6 units under the fallback
+    redis_server.start()
+    redis_breaker_reset()
+
+    assert predict(key).status_code == 200  # drains the fallback's records first
+    querylog_flush()
+    served = list(
+        QueryLog.objects.filter(organization=enterprise, status=200).values_list(
+            "created_at", "batch_size", "api_key_id"
+        )
+    )
+    assert sum(units for _, units, _ in served) == 9
+    now = int(redis_client().time()[0])
+    _, org_prefix = counter_keys(organization_id=enterprise.pk, key_id=0)
+    key_prefix, _ = counter_keys(organization_id=enterprise.pk, key_id=served[0][2])
+    for suffix, seconds, prefixes in (
+        ("m", 60, [org_prefix]),
+        ("h", 3600, [org_prefix, key_prefix]),
+        ("d", 86400, [org_prefix]),
+    ):
+        bucket = now // seconds
+        expected = sum(units for at, units, _ in served if int(at.timestamp()) // seconds == bucket)
+        for prefix in prefixes:
+            assert int(redis_client().get(f"{prefix}:{suffix}:{bucket}") or 0) == expected, (prefix, suffix)
+    assert redis_client().get(f"{key_prefix}:m:{now // 60}") is None  # a window quota.lua does not keep
+    month = datetime.now(UTC).strftime("%Y%m")
+    assert int(redis_client().get(f"{org_prefix}:mo:{month}")) == 9  # the month, counted for overage

@@ -160,7 +160,7 @@ def query_suspect(
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked: http or https only)  # nosec B310
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read(500).decode("utf-8", "replace")

@@ -1,0 +1,435 @@
+"""The red-team exercise end to end: get keys the way thieves do, run every campaign at once over HTTP, measure the
+copies against the full model on held-out digits, and summarise (the summary is what the report and the console
+read).
+
+Who holds what:
+- the attacker (`client`, `campaigns`, `strategies`, `copies`) holds its keys, the public digits the platform's
+  held-out rows are not among (its natural data), and the answers;
+- the measurement (here) loads the registry's active full model once, to label the held-out rows, and the defended
+  one, to check the watermark the public tiers served; the copies never see either.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+from threadpoolctl import threadpool_limits
+
+from accounts.services import account_create
+from redteam import measure
+from redteam.campaigns import FROZEN, Account, AccountEvent, CampaignLog, run_campaign
+from redteam.client import ApiClient, Mailbox, portal_sign_up
+from redteam.copies import (
+    LABEL_RECIPE,
+    LIGHT_RECIPE,
+    LOGIT_RECIPE,
+    LOGITS,
+    SOFT,
+    logit_targets,
+    predict_labels,
+    soft_targets,
+    train_copy,
+)
+from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, Strategy, UniformRandom
+from serving.ml.artifacts import load_artifact
+from serving.ml.demo import SPLIT_SEED
+from serving.ml.digits import load_digits_split
+from serving.ml.mlp import MLPWeights, forward_logits
+from serving.registry.selectors import active_version, version_artifact_file
+from serving.watermark import verify_watermark
+from tiers.models import Tier
+
+MODEL = "digits"
+TITLES = {
+    "equation_solving": "equation solving on probabilities (logits)",
+    "uniform": "retraining, uniform random inputs",
+    "natural": "retraining, natural data",
+    "adaptive": "adaptive retraining near the copy's boundary",
+    "perturbation": "perturbation walk",
+    "sybil": "sybil ring, natural data",
+}
+SUMMARY_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    name: str
+    tier: str
+    target: str  # copies.SOFT (label + confidence) or copies.LOGITS (probability vectors)
+    accounts: int = 1
+
+
+def default_plans(*, sybil_accounts: int) -> list[CampaignPlan]:
+    """Enterprise: what the full model's probabilities give away, against retraining on its labels. Public tiers:
+    the retraining campaigns (no probabilities to solve with), and on free, the tier anyone can sign up for, the
+    sybil ring; pro's daily quota is 20 times free's, so splitting a pro budget over accounts gains nothing."""
+    plans = [CampaignPlan("equation_solving", "enterprise", LOGITS)]
+    plans += [CampaignPlan(name, "enterprise", SOFT) for name in ("uniform", "natural", "adaptive")]
+    for tier in ("free", "pro"):
+        plans += [CampaignPlan(name, tier, SOFT) for name in ("uniform", "natural", "adaptive", "perturbation")]
+    plans.append(CampaignPlan("sybil", "free", SOFT, accounts=sybil_accounts))
+    return plans
+
+
+def _strategy(plan: CampaignPlan, pool: np.ndarray, seed: int) -> Strategy:
+    if plan.name in ("equation_solving", "natural", "sybil"):
+        return NaturalData(pool, seed=seed)
+    if plan.name == "uniform":
+        return UniformRandom(seed=seed)
+    if plan.name == "adaptive":
+        return AdaptiveBoundary(seed=seed)
+    if plan.name == "perturbation":
+        return PerturbationWalk(pool, seed=seed)
+    raise ValueError(f"unknown campaign {plan.name!r}")
+
+
+# --- Getting keys ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    email: str
+    organization: str
+    ip: str | None
+    user_agent: str
+
+
+def identities(plans: list[CampaignPlan], *, run_id: str, seed: int) -> dict[CampaignPlan, list[Identity]]:
+    """Who signs up for what. Independent campaigns look like strangers (own domain, own /24, own browser), so the
+    ring job never links them; the sybil ring's accounts share a /24, a script's user agent and numbered addresses
+    on one domain, as a scripted ring does. Addresses are in 198.18.0.0/15, a block no client really uses that the
+    ring job does not ignore (loopback and private ranges it does)."""
+    rng = np.random.default_rng(seed)
+    base = int(rng.integers(0, 200))
+    out: dict[CampaignPlan, list[Identity]] = {}
+    for i, plan in enumerate(plans):
+        if plan.name == "sybil":
+            domain = f"harvest-{run_id}.example"
+            agent = f"python-requests/2.{int(rng.integers(20, 33))}.0"
+            out[plan] = [
+                Identity(f"collector{k + 1}@{domain}", f"Collector {k + 1}", f"198.19.{base}.{10 + k}", agent)
+                for k in range(plan.accounts)
+            ]
+        else:
+            company = f"{plan.tier}-{plan.name.replace('_', '-')}-{run_id}"
+            agent = f"Mozilla/5.0 (X11; Linux x86_64) Chrome/{120 + i}.0.{int(rng.integers(1000, 9999))}.0"
+            ip = f"198.18.{(base + i) % 256}.{int(rng.integers(2, 250))}"
+            out[plan] = [Identity(f"ops@{company}.example", company, ip, agent)]
+    return out
+
+
+def _make_account(
+    plan: CampaignPlan, person: Identity, *, base_url: str, mailbox: Mailbox, password: str, label: str
+) -> Account:
+    if plan.tier == "free":
+        raw_key = portal_sign_up(
+            base_url,
+            email_address=person.email,
+            password=password,
+            organization=person.organization,
+            mailbox=mailbox,
+            user_agent=person.user_agent,
+            forwarded_for=person.ip,
+        )
+    else:
+        # Enterprise is by contract and pro is bought through Stripe Checkout, which this exercise does not drive:
+        # the operator's onboarding command stands in for both (a paying customer's key on that tier).
+        raw_key = account_create(
+            email=person.email, tier_code=plan.tier, organization_name=person.organization, accept_terms=True
+        ).raw_key
+    api = ApiClient(base_url, raw_key, user_agent=person.user_agent, forwarded_for=person.ip)
+    account = Account(label=label, email=person.email, api=api)
+    account.load_limits()
+    return account
+
+
+# --- Measuring ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """What the measurement holds: the held-out rows and the full model's labels for them, the served models'
+    labellers (for the watermark), the attacker's pool, and the tiers as they stand."""
+
+    heldout: np.ndarray
+    full_labels: np.ndarray
+    labellers: dict[str, Callable[[np.ndarray], np.ndarray]]  # variant -> canonical rows -> class indices
+    classes: list[str]
+    pool: np.ndarray
+    pool_labels: np.ndarray
+    tiers: dict[str, Tier]
+    versions: dict[str, str]
+
+
+def _labeller(weights: MLPWeights) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rows: forward_logits(weights, np.asarray(rows, dtype=np.float64)).argmax(axis=1)
+
+
+def load_reference() -> Reference:
+    """Read the active versions from the registry (verified artifacts) and split the digits the way the full model
+    was trained: its held-out rows measure the copies, the rest are the attacker's public pool."""
+    labellers, versions = {}, {}
+    split_seed, classes = SPLIT_SEED, None
+    for variant in ("full", "defended"):
+        version = active_version(model_slug=MODEL, variant=variant)
+        if version is None:
+            raise RuntimeError(f"no active {variant} version of '{MODEL}': train or register one first")
+        weights = load_artifact(version_artifact_file(version=version), expected_sha256=version.artifact_sha256)
+        labellers[variant] = _labeller(weights)
+        versions[variant] = version.version
+        if variant == "full":
+            split_seed = int(version.provenance.get("split_seed", SPLIT_SEED))
+            classes = list(version.model.class_labels)
+    split = load_digits_split(seed=split_seed)
+    return Reference(
+        heldout=split.X_test,
+        full_labels=labellers["full"](split.X_test),
+        labellers=labellers,
+        classes=classes,
+        pool=split.X_train,
+        pool_labels=split.y_train,
+        tiers={tier.code: tier for tier in Tier.objects.filter(code__in=["free", "pro", "enterprise"])},
+        versions=versions,
+    )
+
+
+def _copy_agreement(
+    reference: Reference, X: np.ndarray, targets: np.ndarray, kind: str, *, light: bool = False
+) -> tuple[float, MLPWeights]:
+    recipe = LOGIT_RECIPE if kind == LOGITS else LIGHT_RECIPE if light else LABEL_RECIPE
+    copy = train_copy(X, targets, kind=kind, recipe=recipe, seed=0)
+    return measure.agreement(predict_labels(copy, reference.heldout), reference.full_labels), copy
+
+
+def _watermark(reference: Reference, tier: Tier, X: np.ndarray, copy: MLPWeights) -> dict[str, Any] | None:
+    fraction = float((tier.defenses or {}).get("watermark_fraction", 0.0))
+    if fraction <= 0:
+        return None  # this tier's answers carry no watermark (enterprise)
+    result = verify_watermark(
+        X.astype(np.uint8),
+        predict_labels(copy, X),
+        clean_label_fn=reference.labellers[tier.model_variant],
+        n_classes=len(reference.classes),
+        watermark_secret=settings.WATERMARK_SECRET.encode(),
+        fraction=fraction,
+        alpha=measure.WATERMARK_ALPHA,
+    )
+    return {
+        "watermark_inputs": result.watermark_inputs,
+        "matches": result.matches,
+        "p_value": result.p_value,
+        "verdict": result.verdict,
+    }
+
+
+def measure_campaign(
+    plan: CampaignPlan, log: CampaignLog, reference: Reference, *, emails: list[str]
+) -> dict[str, Any]:
+    """Train the attacker's copy on the first N answers for every evaluation point, measure it; refine between
+    checkpoints around the 90% point; the watermark verdict of every public copy (and, from WATERMARK_MIN_ANSWERS
+    answers on, of a lighter-fitting copy of the same answers too)."""
+    X = log.answered_inputs()
+    if plan.target == LOGITS:
+        probabilities = log.answered_probabilities()
+        if probabilities is None or probabilities.shape[0] != X.shape[0]:
+            raise RuntimeError(f"{plan.tier} answered no probability vectors: equation solving needs them")
+        targets = logit_targets(probabilities)
+    else:
+        targets = soft_targets(log.answered_labels(), log.answered_confidences(), n_classes=len(reference.classes))
+    tier = reference.tiers[plan.tier]
+    curve: dict[int, dict[str, Any]] = {}
+
+    def point(queries: int, *, checkpoint: bool) -> None:
+        value, copy = _copy_agreement(reference, X[:queries], targets[:queries], plan.target)
+        curve[queries] = {
+            "queries": queries,
+            "agreement": value,
+            "checkpoint": checkpoint,
+            "watermark": _watermark(reference, tier, X[:queries], copy),
+        }
+        if curve[queries]["watermark"] and queries >= measure.WATERMARK_MIN_ANSWERS and plan.target == SOFT:
+            # The same answers, a thief that fits them less closely: does the verdict survive?
+            light_value, light_copy = _copy_agreement(reference, X[:queries], targets[:queries], SOFT, light=True)
+            curve[queries]["light"] = {
+                "agreement": light_value,
+                "watermark": _watermark(reference, tier, X[:queries], light_copy),
+            }
+
+    checkpoints = [c for c in measure.CHECKPOINTS if c <= max(log.answered, 1)]
+    for queries in measure.evaluation_points(log.answered, checkpoints):
+        point(queries, checkpoint=queries in measure.CHECKPOINTS)
+    measured = sorted(curve)
+    first = measure.queries_to_reach([(q, curve[q]["agreement"]) for q in measured])
+    if first is not None:
+        below = max([q for q in measured if q < first], default=0)
+        for queries in measure.refinement_points(below, first):
+            point(queries, checkpoint=False)
+    ordered = [curve[q] for q in sorted(curve)]
+    frozen = [e for e in log.events if e.kind == FROZEN]
+    throttle = log.first("throttled")
+    return {
+        "name": plan.name,
+        "tier": plan.tier,
+        "title": TITLES[plan.name],
+        "target": "probabilities (logits)" if plan.target == LOGITS else "label + confidence",
+        "accounts": plan.accounts,
+        "emails": emails,
+        "queries": log.answered,
+        "requests": log.requests,
+        "seconds": round(log.seconds, 1),
+        "stopped": log.stopped,
+        "curve": ordered,
+        "final_agreement": curve[log.answered]["agreement"] if log.answered else 0.0,
+        "queries_to_90": measure.queries_to_reach([(p["queries"], p["agreement"]) for p in ordered]),
+        "first_throttle": _event(throttle),
+        "first_freeze": _event(frozen[0] if frozen else None),
+        "frozen_accounts": len({e.account for e in frozen}),
+        "all_frozen": len({e.account for e in frozen}) == plan.accounts,
+        "events": [_event(e) for e in log.events],
+        "cost": str(measure.usage_cost(log.answered, tier.price_per_1000_overage)),
+        "base_fees": str((tier.monthly_base_price * plan.accounts).quantize(Decimal("0.01"))),
+    }
+
+
+def _event(event: AccountEvent | None) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    return {
+        "account": event.account,
+        "kind": event.kind,
+        "queries": event.queries,
+        "account_queries": event.account_queries,
+        "seconds": round(event.seconds, 1),
+        "detail": event.detail,
+    }
+
+
+def baselines(reference: Reference) -> dict[str, float]:
+    """Two yardsticks: the defended model's own agreement with the full one, and a copy trained on the public
+    pool's own labels with no query at all (what natural data gives a thief before it pays for anything)."""
+    defended = measure.agreement(reference.labellers["defended"](reference.heldout), reference.full_labels)
+    targets = soft_targets(reference.pool_labels, np.ones(reference.pool_labels.size), n_classes=len(reference.classes))
+    public, _ = _copy_agreement(reference, reference.pool, targets, SOFT)
+    return {"defended_agreement": defended, "public_labels_agreement": public}
+
+
+def tier_summaries(reference: Reference, campaigns: list[dict[str, Any]], *, days: int) -> dict[str, dict[str, Any]]:
+    """Per tier: the cheapest clone measured (fewest queries to 90%), what it costs, the limits in force and the
+    recommended daily quota."""
+    out = {}
+    for code, tier in reference.tiers.items():
+        runs = [c for c in campaigns if c["tier"] == code and c["queries_to_90"] is not None]
+        cheapest = min(runs, key=lambda c: c["queries_to_90"], default=None)
+        queries = cheapest["queries_to_90"] if cheapest else None
+        out[code] = {
+            "code": code,
+            "name": tier.name,
+            "public": tier.is_public,
+            "price_per_1000": str(tier.price_per_1000_overage),
+            "monthly_base_price": str(tier.monthly_base_price),
+            "limits": {
+                "per_minute": tier.requests_per_minute,
+                "per_hour": tier.requests_per_hour,
+                "per_day": tier.requests_per_day,
+                "monthly_included": tier.monthly_included_requests,
+                "max_batch": tier.max_batch_size,
+            },
+            "queries_to_90": queries,
+            "clone_campaign": cheapest["name"] if cheapest else None,
+            "cost_to_clone": str(measure.usage_cost(queries, tier.price_per_1000_overage)) if queries else None,
+            "recommended_daily_quota": measure.recommended_daily_quota(queries, days) if tier.is_public else None,
+        }
+    return out
+
+
+# --- The whole exercise ------------------------------------------------------------------------------------------
+
+
+def run_exercise(
+    *,
+    base_url: str,
+    budget: int,
+    sybil_accounts: int,
+    days: int,
+    mail_dir: Path,
+    max_minutes: float,
+    seed: int | None = None,
+    plans: list[CampaignPlan] | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Run every campaign against `base_url` and return the summary (see the README's red-team section)."""
+    started_at = timezone.now()
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    run_id = secrets.token_hex(3)
+    plans = plans or default_plans(sybil_accounts=sybil_accounts)
+    # Many small matrix products in several threads: one BLAS thread each is several times faster on a busy machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        reference = load_reference()
+        accounts: dict[CampaignPlan, list[Account]] = {}
+        password = secrets.token_urlsafe(18)
+        mailbox = Mailbox(mail_dir)
+        for plan, people in identities(plans, run_id=run_id, seed=seed).items():
+            accounts[plan] = [
+                _make_account(
+                    plan, person, base_url=base_url, mailbox=mailbox, password=password,
+                    label=f"{plan.tier}/{plan.name}/{k + 1}",
+                )
+                for k, person in enumerate(people)
+            ]  # fmt: skip
+            progress(f"keys: {plan.tier} {plan.name}: {', '.join(a.email for a in accounts[plan])}")
+        deadline = time.monotonic() + max_minutes * 60
+        stop = threading.Event()
+        measured: dict[CampaignPlan, Future] = {}
+        with ThreadPoolExecutor(max_workers=1) as measurer, ThreadPoolExecutor(max_workers=len(plans)) as runners:
+            yardsticks = measurer.submit(baselines, reference)  # while the campaigns wait on their pace
+
+            def attack(plan: CampaignPlan, index: int) -> None:
+                log = run_campaign(
+                    accounts=accounts[plan], strategy=_strategy(plan, reference.pool, seed + index), budget=budget,
+                    deadline=deadline, classes=reference.classes, stop=stop,
+                )  # fmt: skip
+                progress(f"done: {plan.tier} {plan.name}: {log.answered:,} answered in {log.seconds:.0f} s, "
+                         f"stopped: {log.stopped}")  # fmt: skip
+                measured[plan] = measurer.submit(
+                    measure_campaign, plan, log, reference, emails=[a.email for a in accounts[plan]]
+                )
+
+            running = [runners.submit(attack, plan, i) for i, plan in enumerate(plans)]
+            try:
+                for future in running:
+                    future.result()
+            except BaseException:
+                stop.set()
+                raise
+            campaigns = [measured[plan].result() for plan in plans]
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "run_id": run_id,
+        "seed": seed,
+        "started_at": started_at.isoformat(),
+        "finished_at": timezone.now().isoformat(),
+        "base_url": base_url,
+        "budget": budget,
+        "sybil_accounts": sybil_accounts,
+        "days": days,
+        "checkpoints": [c for c in measure.CHECKPOINTS if c <= budget],
+        "heldout_rows": int(reference.heldout.shape[0]),
+        "pool_rows": int(reference.pool.shape[0]),
+        "model": {"slug": MODEL, **reference.versions},
+        "baselines": yardsticks.result(),
+        "campaigns": campaigns,
+        "tiers": tier_summaries(reference, campaigns, days=days),
+    }
+    summary["targets"] = [{"text": t.text, "met": t.met, "detail": t.detail} for t in measure.evaluate_targets(summary)]
+    return summary

@@ -1,0 +1,322 @@
+"""The red-team report: Markdown with one SVG line chart per tier (agreement against queries, one line per
+campaign), and the summary as JSON beside it. Pure rendering of a summary: every figure in it comes from there.
+The charts are standalone files (colours as attributes, no stylesheet), so they render on GitHub or in a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from redteam.measure import CHECKPOINTS, CLONE_AGREEMENT, WATERMARK_ALPHA, WATERMARK_MIN_ANSWERS
+
+# Colour-blind-safe palette (Okabe & Ito): each campaign keeps its colour on every tier's chart.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
+CAMPAIGN_COLOURS = ("equation_solving", "uniform", "natural", "adaptive", "perturbation", "sybil")
+WIDTH, HEIGHT = 760, 380
+LEFT, RIGHT, TOP, BOTTOM = 64, 230, 20, 44
+TIER_ORDER = ("free", "pro", "enterprise")
+
+
+def _x_range(campaigns: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    queries = [p["queries"] for c in campaigns for p in c["curve"]] or [CHECKPOINTS[0], CHECKPOINTS[-1]]
+    low = 10 ** math.floor(math.log10(max(min(queries), 1)))
+    high = 10 ** math.ceil(math.log10(max(max(queries), 10)))
+    return min(low, CHECKPOINTS[0]), max(high, 1_000)
+
+
+def _count(value: float) -> str:
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
+def agreement_chart(campaigns: Sequence[Mapping[str, Any]], *, title: str) -> str:
+    """A standalone SVG: agreement (0..100%) against queries (log scale), one polyline per campaign, a square on
+    the last point of a frozen campaign, a dashed line at 90%."""
+    low, high = _x_range(campaigns)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(queries: float) -> float:
+        return round(LEFT + plot_w * (math.log10(max(queries, low)) - math.log10(low)) / math.log10(high / low), 1)
+
+    def y(share: float) -> float:
+        return round(TOP + plot_h * (1 - share), 1)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}"'
+        f' font-family="sans-serif" font-size="12" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
+    ]
+    for share in (0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(share)}" y2="{y(share)}" stroke="#dddddd"/>')
+        parts.append(f'<text x="{LEFT - 6}" y="{y(share) + 4}" text-anchor="end">{share:.0%}</text>')
+    decade = low
+    while decade <= high:
+        for tick in (decade, 3 * decade):
+            if low <= tick <= high:
+                parts.append(f'<line x1="{x(tick)}" x2="{x(tick)}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#eeeeee"/>')
+                parts.append(f'<text x="{x(tick)}" y="{TOP + plot_h + 16}" text-anchor="middle">{_count(tick)}</text>')
+        decade *= 10
+    parts.append(
+        f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(CLONE_AGREEMENT)}" y2="{y(CLONE_AGREEMENT)}"'
+        ' stroke="#888888" stroke-dasharray="5 4"/>'
+    )
+    parts.append(f'<text x="{LEFT + plot_w - 4}" y="{y(CLONE_AGREEMENT) - 4}" text-anchor="end" fill="#666666">'
+                 f"{CLONE_AGREEMENT:.0%}</text>")  # fmt: skip
+    parts.append(
+        f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">queries answered (log scale)</text>'
+    )
+    middle = TOP + plot_h / 2
+    parts.append(f'<text x="14" y="{middle}" text-anchor="middle" transform="rotate(-90 14 {middle})">'
+                 "agreement with the full model</text>")  # fmt: skip
+    for index, campaign in enumerate(campaigns):
+        name_index = CAMPAIGN_COLOURS.index(campaign["name"]) if campaign["name"] in CAMPAIGN_COLOURS else index
+        colour = PALETTE[name_index % len(PALETTE)]
+        points = [(x(p["queries"]), y(p["agreement"])) for p in campaign["curve"]]
+        name = escape(campaign["name"])
+        if points:
+            path = " ".join(f"{px},{py}" for px, py in points)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"'
+                         f' data-campaign="{name}"/>')  # fmt: skip
+            parts += [f'<circle cx="{px}" cy="{py}" r="3" fill="{colour}"/>' for px, py in points]
+            if campaign.get("first_freeze"):
+                px, py = points[-1]
+                parts.append(f'<rect x="{px - 5}" y="{py - 5}" width="10" height="10" fill="none" stroke="{colour}"'
+                             ' stroke-width="2"/>')  # fmt: skip
+        legend_y = TOP + 12 + 18 * index
+        parts.append(f'<line x1="{WIDTH - RIGHT + 14}" x2="{WIDTH - RIGHT + 34}" y1="{legend_y - 4}"'
+                     f' y2="{legend_y - 4}" stroke="{colour}" stroke-width="2"/>')  # fmt: skip
+        parts.append(f'<text x="{WIDTH - RIGHT + 40}" y="{legend_y}">{name}</text>')
+    legend_y = TOP + 12 + 18 * len(campaigns) + 6
+    parts.append(f'<rect x="{WIDTH - RIGHT + 19}" y="{legend_y - 9}" width="10" height="10" fill="none"'
+                 ' stroke="#444444" stroke-width="2"/>')  # fmt: skip
+    parts.append(f'<text x="{WIDTH - RIGHT + 40}" y="{legend_y}">frozen here</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+# --- Markdown ----------------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _moment(event: Mapping[str, Any] | None) -> str:
+    return "no" if event is None else f"{event['queries']:,} q, {event['seconds']:.0f} s"
+
+
+def _money(amount: str | None) -> str:
+    return "—" if amount is None else f"${Decimal(amount):,}"
+
+
+def _watermark_cell(campaign: Mapping[str, Any]) -> str:
+    checked = [p for p in campaign["curve"] if p.get("watermark")]
+    if not checked:
+        return "n/a"
+    largest = max(checked, key=lambda p: p["queries"])
+    mark = largest["watermark"]
+    flag = "flagged" if mark["verdict"] else "not flagged"
+    return (f"{flag}: p = {mark['p_value']:.2g} ({mark['matches']}/{mark['watermark_inputs']}) at "
+            f"{largest['queries']:,}")  # fmt: skip
+
+
+def _campaign_row(campaign: Mapping[str, Any], checkpoints: Sequence[int]) -> str:
+    at = {p["queries"]: p["agreement"] for p in campaign["curve"]}
+    cells = [_pct(at.get(c)) for c in checkpoints]
+    to_90 = campaign["queries_to_90"]
+    cost = _money(campaign["cost"])
+    if campaign["base_fees"] not in ("0", "0.00"):
+        cost += f" + {_money(campaign['base_fees'])}/month"
+    keys = str(campaign["accounts"])
+    if campaign["accounts"] > 1:
+        keys += f" ({campaign['frozen_accounts']} frozen)"
+    return "| " + " | ".join([
+        campaign["name"], keys, f"{campaign['queries']:,}", *cells, _pct(campaign["final_agreement"]),
+        f"{to_90:,}" if to_90 is not None else "not reached", _moment(campaign["first_throttle"]),
+        _moment(campaign["first_freeze"]), cost, _watermark_cell(campaign),
+    ]) + " |"  # fmt: skip
+
+
+def _targets(summary: Mapping[str, Any]) -> list[str]:
+    lines = ["## Targets", "", "| target | result | measured |", "|---|---|---|"]
+    for target in summary["targets"]:
+        result = {True: "met", False: "**not met**", None: "not measured"}[target["met"]]
+        lines.append(f"| {target['text']} | {result} | {target['detail']} |")
+    return lines
+
+
+def _tier_section(summary: Mapping[str, Any], code: str, campaigns: list[Mapping[str, Any]]) -> list[str]:
+    tier = summary["tiers"][code]
+    checkpoints = summary["checkpoints"]
+    limits = tier["limits"]
+    header = ["campaign", "keys", "answered", *[f"{c:,}" for c in checkpoints], "at the end", "90% after",
+              "throttled", "frozen", "cost", "watermark"]  # fmt: skip
+    lines = [
+        f"### {tier['name']} ({'public' if tier['public'] else 'by contract'})",
+        "",
+        f"Limits during the run: {limits['per_minute']:,}/minute, {limits['per_hour']:,}/hour, "
+        f"{limits['per_day']:,}/day, batches of {limits['max_batch']}. Prices: "
+        f"{_money(tier['monthly_base_price'])}/month, {_money(tier['price_per_1000'])} per 1,000.",
+        "",
+        f"![agreement against queries, {tier['name']}](agreement-{code}.svg)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += [_campaign_row(c, checkpoints) for c in campaigns]
+    return [*lines, ""]
+
+
+def _clone_section(summary: Mapping[str, Any]) -> list[str]:
+    days = summary["days"]
+    lines = [
+        "## Cost to clone and daily quotas",
+        "",
+        f"The cheapest campaign per tier that reached {CLONE_AGREEMENT:.0%} agreement; the recommended daily quota"
+        f" is the largest under which one account needs more than {days} days for that many queries.",
+        "",
+        "| tier | queries to 90% | by | cost at the tier's prices | daily quota in force | recommended daily quota |",
+        "|---|---|---|---|---|---|",
+    ]
+    for code in _tiers(summary):
+        tier = summary["tiers"][code]
+        queries = tier["queries_to_90"]
+        recommended = tier["recommended_daily_quota"]
+        lines.append("| " + " | ".join([
+            tier["name"], f"{queries:,}" if queries is not None else "not reached", tier["clone_campaign"] or "—",
+            _money(tier["cost_to_clone"]), f"{tier['limits']['per_day']:,}",
+            "n/a (by contract)" if not tier["public"] else "—" if recommended is None else f"{recommended:,}",
+        ]) + " |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _verdict(mark: Mapping[str, Any] | None) -> str:
+    if not mark:
+        return "—"
+    return f"{mark['matches']}/{mark['watermark_inputs']}, p = {mark['p_value']:.2g}"
+
+
+def _watermark_section(summary: Mapping[str, Any]) -> list[str]:
+    rows = [
+        (c, p)
+        for c in summary["campaigns"]
+        for p in c["curve"]
+        if p["queries"] >= WATERMARK_MIN_ANSWERS and p.get("watermark")
+    ]
+    lines = [
+        "## Watermark",
+        "",
+        f"Every public copy trained on at least {WATERMARK_MIN_ANSWERS:,} answers, checked with `verify_watermark`"
+        f" (flagged below p = {WATERMARK_ALPHA}): the copy above, which fits its answers as closely as it can, and a"
+        " lighter one trained on the same answers the way the platform trains its own models (60 epochs, weight"
+        " decay). Matches: watermark answers the copy reproduces, of those it was sent.",
+        "",
+    ]
+    if not rows:
+        return [*lines, f"No public copy was trained on {WATERMARK_MIN_ANSWERS:,} answers.", ""]
+    lines += [
+        "| tier | campaign | answers | copy: agreement | copy: matches, p | lighter copy: agreement"
+        " | lighter copy: matches, p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for campaign, point in rows:
+        light = point.get("light") or {}
+        lines.append("| " + " | ".join([
+            campaign["tier"], campaign["name"], f"{point['queries']:,}", _pct(point["agreement"]),
+            _verdict(point["watermark"]), _pct(light.get("agreement")), _verdict(light.get("watermark")),
+        ]) + " |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _tiers(summary: Mapping[str, Any]) -> list[str]:
+    present = {c["tier"] for c in summary["campaigns"]}
+    return [code for code in TIER_ORDER if code in present and code in summary["tiers"]]
+
+
+def _accounts_section(summary: Mapping[str, Any]) -> list[str]:
+    """Every key the attackers used, by the address the console knows it by, with what happened to it (queries
+    counted for the whole actor, then for the key itself)."""
+    lines = ["## Accounts", ""]
+    for campaign in summary["campaigns"]:
+        for k, email in enumerate(campaign["emails"], start=1):
+            label = f"{campaign['tier']}/{campaign['name']}/{k}"
+            moments = [
+                f"{e['kind'].replace('_', ' ')} at {e['queries']:,} q ({e['account_queries']:,} its own), "
+                f"{e['seconds']:.0f} s"
+                for e in campaign["events"]
+                if e["account"] == label
+            ]
+            lines.append(
+                f"- {campaign['tier']} {campaign['name']}: {email}" + (f": {'; '.join(moments)}" if moments else "")
+            )
+    return [*lines, ""]
+
+
+def render_markdown(summary: Mapping[str, Any]) -> str:
+    """The report's Markdown (the charts are referenced as agreement-<tier>.svg beside it)."""
+    base = summary["baselines"]
+    model = summary["model"]
+    lines = [
+        f"# Red-team exercise {summary['run_id']}",
+        "",
+        f"{summary['started_at'][:19]} to {summary['finished_at'][:19]} UTC against {summary['base_url']}; model "
+        f"`{model['slug']}` (full {model['full']}, defended {model['defended']}). Budget {summary['budget']:,} "
+        f"answered queries per campaign; a sybil ring of {summary['sybil_accounts']} accounts. Copies are measured "
+        f"on the {summary['heldout_rows']} held-out digits, which the attacker never has; its natural data are the "
+        f"{summary['pool_rows']:,} other public digits.",
+        "",
+        *_targets(summary),
+        "",
+        "## Agreement with the full model",
+        "",
+        f"- The defended model's own agreement with the full model: {_pct(base['defended_agreement'])}.",
+        f"- A copy trained on the public digits' own labels, without a single query: "
+        f"{_pct(base['public_labels_agreement'])}.",
+        "",
+    ]
+    for code in _tiers(summary):
+        lines += _tier_section(summary, code, [c for c in summary["campaigns"] if c["tier"] == code])
+    lines += _watermark_section(summary)
+    lines += _clone_section(summary)
+    lines += _accounts_section(summary)
+    lines += [
+        "## How it was measured",
+        "",
+        "- Each actor sends full batches as fast as its key's per-minute limit allows (as `/v1/usage` announced it);"
+        " a sybil ring sends at that same aggregate pace, round-robin over its keys. The abuse jobs run on their"
+        " own schedule, so the queries counted at a throttle or a freeze grow with the pace.",
+        "- Throttled: the first response whose `X-RateLimit-Limit` is none of the tier's announced limits; frozen:"
+        " the first 403 `key_frozen`. Queries are the actor's answered inputs at that moment; seconds run from its"
+        " first request.",
+        "- A copy at N queries is trained on the first N answers (label and confidence, or log-probabilities for"
+        " equation solving) and compared top-1 with the full model on the held-out digits; the 90% point is"
+        " refined between checkpoints. Cost: answered queries x the tier's price per 1,000 / 1,000, plus each"
+        " account's monthly base price.",
+        "- Watermark: `serving.watermark.verify_watermark` on the copy's labels for the inputs the actor sent (what"
+        " the platform's query log holds), against the served model's labels.",
+        "- The attacker's natural data are the public digits outside the held-out rows, which are also what the"
+        " demo models were trained on: the no-query baseline above is a copy trained on their published labels.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(summary: Mapping[str, Any], directory: Path) -> Path:
+    """Write report.md, summary.json and one agreement-<tier>.svg per attacked tier into `directory`; returns the
+    Markdown file's path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for code in _tiers(summary):
+        campaigns = [c for c in summary["campaigns"] if c["tier"] == code]
+        chart = agreement_chart(campaigns, title=f"Agreement with the full model, {summary['tiers'][code]['name']}")
+        (directory / f"agreement-{code}.svg").write_text(chart, encoding="utf-8")
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    path = directory / "report.md"
+    path.write_text(render_markdown(summary), encoding="utf-8")
+    return path

@@ -1,0 +1,135 @@
+"""Who the attackers pose as; and the whole exercise against a real web server and Celery worker: keys from the
+portal pages (verification emails from the file backend) and the onboarding command, every campaign over HTTP, and a
+report whose numbers are the server's: queries as the query log recorded them, costs at the tiers' prices."""
+
+import ipaddress
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Sum
+
+from accounts.models import SignupRecord, User
+from billing.dashboard.revenue import revenue_summary
+from redteam import exercise, measure
+from redteam.copies import CopyRecipe
+from redteam.models import RedTeamRun
+from serving.predictions.models import QueryLog
+from serving.predictions.querylog import querylog_flush, querylog_pending
+from tests.processes import celery_worker, web_server
+from tiers.models import Tier
+
+BUDGET = 200
+FREE_PER_DAY = 150  # below the budget: the single free keys run into their daily limit (a 429 with a long wait)
+# What a single free key gets answered that day: its one `GET /v1/usage` costs a unit too, then whole batches of 10.
+FREE_ANSWERED = (FREE_PER_DAY - 1) // 10 * 10
+
+
+@pytest.fixture
+def platform(registered_digits, tmp_path, monkeypatch) -> Iterator[tuple[str, str]]:
+    # The rate windows are data: opened wide so the test is quick, except free's day, which must bind.
+    Tier.objects.filter(is_public=True).update(requests_per_minute=100_000, requests_per_hour=1_000_000)
+    Tier.objects.filter(code="free").update(requests_per_day=FREE_PER_DAY)
+    # Smaller copies than a real thief trains: the measurement's path is the same, in a fraction of the time.
+    monkeypatch.setattr(exercise, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
+    monkeypatch.setattr(exercise, "LOGIT_RECIPE", CopyRecipe((64,), 20, 3e-3, 64, 0.0, 100, 200))
+    mail = tmp_path / "mail"
+    env = {
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(mail),
+        "TRUSTED_PROXIES": "127.0.0.1",
+    }
+    with (
+        web_server(log_path=tmp_path / "web.log", extra_env=env) as (base_url, _),
+        celery_worker(log_path=tmp_path / "worker.log", extra_env=env),
+    ):
+        yield base_url, str(mail)
+
+
+def _organization_queries(email: str) -> int:
+    organization = User.objects.get(email=email).membership.organization
+    rows = QueryLog.objects.filter(organization=organization, endpoint="predict", status=200)
+    return rows.aggregate(total=Sum("batch_size"))["total"] or 0
+
+
+def test_independent_campaigns_look_like_strangers_and_the_ring_like_one_script():
+    plans = exercise.default_plans(sybil_accounts=4)
+    people = exercise.identities(plans, run_id="r1", seed=5)
+    ring = people[next(plan for plan in plans if plan.name == "sybil")]
+    assert [p.email.split("@")[0] for p in ring] == ["collector1", "collector2", "collector3", "collector4"]
+    assert len({p.email.split("@")[1] for p in ring}) == 1 and len({p.user_agent for p in ring}) == 1
+    assert len({ipaddress.ip_network(f"{p.ip}/24", strict=False) for p in ring}) == 1
+    strangers = [people[plan][0] for plan in plans if plan.name != "sybil"]
+    for attribute in ("email", "user_agent"):
+        assert len({getattr(p, attribute) for p in strangers}) == len(strangers)
+    networks = {ipaddress.ip_network(f"{p.ip}/24", strict=False) for p in strangers + ring}
+    assert len(networks) == len(strangers) + 1
+    assert all(ipaddress.ip_address(p.ip) in ipaddress.ip_network("198.18.0.0/15") for p in strangers + ring)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
+def test_every_campaign_runs_over_http_and_the_report_counts_what_the_server_logged(platform, tmp_path):
+    base_url, mail = platform
+    out = StringIO()
+    call_command(
+        "redteam", "--base-url", base_url, "--budget", str(BUDGET), "--accounts", "2", "--report",
+        str(tmp_path / "report"), "--mail-dir", mail, "--seed", "11", "--max-minutes", "3", stdout=out,
+    )  # fmt: skip
+    while querylog_pending():
+        querylog_flush()
+
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert RedTeamRun.objects.get().summary == summary
+    plans = {(plan.tier, plan.name) for plan in exercise.default_plans(sybil_accounts=2)}
+    assert {(c["tier"], c["name"]) for c in summary["campaigns"]} == plans
+    tiers = {tier.code: tier for tier in Tier.objects.all()}
+
+    for campaign in summary["campaigns"]:
+        logged = sum(_organization_queries(email) for email in campaign["emails"])
+        assert campaign["queries"] == logged > 0, campaign["name"]
+        price = tiers[campaign["tier"]].price_per_1000_overage
+        assert Decimal(campaign["cost"]) == (price * logged / 1000).quantize(Decimal("0.01"))
+        curve = campaign["curve"]
+        assert curve[-1]["queries"] == campaign["queries"]
+        assert campaign["final_agreement"] == curve[-1]["agreement"]
+        assert all(0.0 <= point["agreement"] <= 1.0 for point in curve)
+        assert campaign["queries_to_90"] == measure.queries_to_reach([(p["queries"], p["agreement"]) for p in curve])
+        single_free = campaign["tier"] == "free" and campaign["accounts"] == 1
+        assert campaign["queries"] == (FREE_ANSWERED if single_free else BUDGET)
+        if single_free:
+            (event,) = campaign["events"]
+            assert (event["kind"], event["queries"]) == ("limit_reached", FREE_ANSWERED)
+        if campaign["tier"] == "enterprise":
+            assert all(point["watermark"] is None for point in curve)
+        else:
+            marks = [point["watermark"] for point in curve]
+            assert all(mark["watermark_inputs"] >= mark["matches"] >= 0 for mark in marks)
+
+    # The tiers' figures: the cheapest clone and its price, as the console will read them.
+    for code, tier in summary["tiers"].items():
+        reached = [c["queries_to_90"] for c in summary["campaigns"] if c["tier"] == code and c["queries_to_90"]]
+        assert tier["queries_to_90"] == (min(reached) if reached else None)
+        assert tier["limits"]["per_day"] == tiers[code].requests_per_day
+    pro = summary["tiers"]["pro"]
+    clone = {row.tier_code: row for row in revenue_summary(now=RedTeamRun.objects.get().finished_at).clone_costs}
+    assert clone["pro"].queries_to_90_percent == pro["queries_to_90"]
+
+    # The sybil ring signed up through the trusted proxy from one public /24; the others each from their own.
+    ring = next(c for c in summary["campaigns"] if c["name"] == "sybil")
+    ring_ips = {SignupRecord.objects.get(email=email).ip_address for email in ring["emails"]}
+    assert len({ipaddress.ip_network(f"{ip}/24", strict=False) for ip in ring_ips}) == 1 and len(ring_ips) == 2
+    others = [c["emails"][0] for c in summary["campaigns"] if c["tier"] == "free" and c["name"] != "sybil"]
+    other_ips = {SignupRecord.objects.get(email=email).ip_address for email in others}
+    assert len(other_ips) == len(others) and not any(ipaddress.ip_address(ip).is_loopback for ip in other_ips)
+
+    report = (tmp_path / "report" / "report.md").read_text()
+    for campaign in summary["campaigns"]:
+        assert f"| {campaign['name']} | {campaign['accounts']}" in report
+    for code in ("free", "pro", "enterprise"):
+        ET.fromstring((tmp_path / "report" / f"agreement-{code}.svg").read_text())  # noqa: S314 - our own file
+    assert "Report:" in out.getvalue()
