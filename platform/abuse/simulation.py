@@ -436,6 +436,25 @@ def boundary_prober(
     )
 
 
+def perturbation_steps(rng: np.random.Generator, rows: np.ndarray, *, sent: set[bytes]) -> np.ndarray:
+    """One small step from each of `rows` (int, values 0..16): 1..3 pixels moved by 1..3 intensity levels, to an
+    input not in `sent` (which it records), as uint8. The walk of a JbDA-style attacker, shared by the simulator and
+    the red team."""
+    batch = np.array(rows, dtype=np.int16)
+    for row in batch:
+        while True:
+            step = row.copy()
+            pixels = rng.choice(64, size=int(rng.integers(1, 4)), replace=False)
+            step[pixels] += rng.integers(1, 4, pixels.size) * rng.choice((-1, 1), pixels.size)
+            step = np.clip(step, 0, DIGITS_MAX)
+            key = step.astype(np.uint8).tobytes()
+            if key not in sent:
+                sent.add(key)
+                row[:] = step
+                break
+    return batch.astype(np.uint8)
+
+
 class _PerturbationWalk:
     """A Jacobian-augmentation-style walk (Papernot et al. 2017) without gradients, from one start image: the batch
     is a set of parallel chains; each query is its chain's current image with 1..3 pixels moved by 1..3 intensity
@@ -459,19 +478,7 @@ class _PerturbationWalk:
             moved = confidence <= self.current_confidence
             self.current[moved] = self.last[moved]
             self.current_confidence[moved] = confidence[moved]
-        batch = self.current.copy()
-        for row in batch:
-            while True:
-                step = row.copy()
-                pixels = rng.choice(64, size=int(rng.integers(1, 4)), replace=False)
-                step[pixels] += rng.integers(1, 4, pixels.size) * rng.choice((-1, 1), pixels.size)
-                step = np.clip(step, 0, DIGITS_MAX)
-                key = step.astype(np.uint8).tobytes()
-                if key not in self.sent:
-                    self.sent.add(key)
-                    row[:] = step
-                    break
-        self.last = batch.astype(np.uint8)
+        self.last = perturbation_steps(rng, self.current, sent=self.sent)
         return self.last
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from abuse.simulation import perturbation_steps
 from redteam.copies import SOFT, WORKING_RECIPE, predict_labels, soft_targets, train_copy
 
 PIXEL_MAX = 16
@@ -170,17 +171,5 @@ class PerturbationWalk:
         if self.current is None or self.current.shape[0] != size:
             self.current = np.repeat(self.start[None, :], size, axis=0)
             self.current_confidence = np.full(size, np.inf)
-        batch = self.current.copy()
-        for row in batch:
-            while True:
-                step = row.copy()
-                pixels = self.rng.choice(64, size=int(self.rng.integers(1, 4)), replace=False)
-                step[pixels] += self.rng.integers(1, 4, pixels.size) * self.rng.choice((-1, 1), pixels.size)
-                step = np.clip(step, 0, PIXEL_MAX)
-                key = step.astype(np.uint8).tobytes()
-                if key not in self.sent:
-                    self.sent.add(key)
-                    row[:] = step
-                    break
-        self.last = batch.astype(np.uint8)
+        self.last = perturbation_steps(self.rng, self.current, sent=self.sent)
         return self.last.copy()
