@@ -6,28 +6,14 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import Invitation, Membership, Role, SignupRecord, User
-from legal.models import TermsAcceptance
+from accounts.models import Invitation, Membership, Role, User
 from tests.accounts.helpers import (
-    SIGNUP_PASSWORD,
     invite,
     signed_in_client,
 )
 from tests.factories import UserFactory, member
 
 pytestmark = pytest.mark.django_db
-
-ALREADY_INVITED = "There is already a pending invitation for this address. Revoke it to send a new one."
-SIGN_OUT_FIRST = "Sign out first, then open the invitation link again"
-
-
-def _counts() -> tuple[int, ...]:
-    return (
-        User.objects.count(),
-        Membership.objects.count(),
-        SignupRecord.objects.count(),
-        TermsAcceptance.objects.count(),
-    )
 
 
 def _session_user_id(client: Client) -> str | None:
@@ -36,10 +22,6 @@ def _session_user_id(client: Client) -> str | None:
 
 def _messages(response) -> list[str]:
     return [str(message) for message in response.context["messages"]]
-
-
-def _accept_data(**overrides) -> dict:
-    return {"password": SIGNUP_PASSWORD, "accept_terms": "on"} | overrides
 
 
 @pytest.fixture

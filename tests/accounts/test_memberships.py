@@ -1,12 +1,9 @@
 """Removing a member from an organization: who may, who may not, and what goes with them."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from accounts.errors import MembershipError, OwnerRequiredError
-from accounts.models import Invitation, Membership, Role, SignupRecord, User
+from accounts.models import Membership, Role, SignupRecord, User
 from accounts.services import (
     invitation_accept,
     membership_remove,
@@ -18,35 +15,10 @@ from tests.factories import member
 
 pytestmark = pytest.mark.django_db
 
-ALREADY_INVITED = "There is already a pending invitation for this address. Revoke it to send a new one."
-ACCOUNT_EXISTS = (
-    "This address already has a Moat account, and an account belongs to one organization only, so it can't be invited."
-)
-DISPOSABLE = "Addresses from disposable email providers can't be used. Please use a permanent address."
-NOT_VALID = "This invitation link is not valid."
-UNVERIFIED_INVITER = "Verify your email address before inviting people."
-TOO_MANY_PENDING = (
-    "Your organization already has 20 pending invitations, the most it can have at once. "
-    "Revoke one, or wait until one is accepted or expires, to send a new one."
-)
-
 
 def _accept(token: str, **overrides) -> User:
     fields = {"token": token, "password": SIGNUP_PASSWORD, "ip_address": "198.51.100.7", "user_agent": "curl/8.0"}
     return invitation_accept(**(fields | overrides))
-
-
-def _counts() -> tuple[int, ...]:
-    return (
-        User.objects.count(),
-        Membership.objects.count(),
-        SignupRecord.objects.count(),
-        TermsAcceptance.objects.count(),
-    )
-
-
-def _expire(invitation: Invitation) -> None:
-    Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
 
 # --- membership_remove -----------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ LABELS = [str(i) for i in range(10)]
 NOISE_SECRET = b"noise-secret-for-tests"
 WATERMARK_SECRET = b"watermark-secret-for-tests"
 # Nothing but the requested defense, so each test sees one mechanism alone.
-PLAIN = DefenseConfig(top_k=1, confidence_decimals=None, watermark_fraction=0.0)
 
 
 def _inputs(n: int, seed: int = 0) -> np.ndarray:
@@ -36,10 +35,6 @@ def _defend(logits: np.ndarray, rows: np.ndarray, config: DefenseConfig, **secre
         noise_secret=secrets.get("noise_secret", NOISE_SECRET),
         watermark_secret=secrets.get("watermark_secret", WATERMARK_SECRET),
     )
-
-
-def _logits_for(probabilities: list[float]) -> np.ndarray:
-    return np.log(np.array([probabilities], dtype=np.float64))
 
 
 # --- watermarking -------------------------------------------------------------------------------------------------
