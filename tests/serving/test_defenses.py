@@ -7,40 +7,17 @@ import numpy as np
 import pytest
 
 from serving.defenses import (
-    DefendedPrediction,
     DefenseConfig,
     _keyed_noise,
-    apply_defenses,
     canonicalize,
     input_digest,
     softmax,
 )
 from serving.watermark import is_watermark_input
+from tests.serving.defense_helpers import LABELS, NOISE_SECRET, WATERMARK_SECRET, defend, random_inputs, random_logits
 
-LABELS = [str(i) for i in range(10)]
-NOISE_SECRET = b"noise-secret-for-tests"
-WATERMARK_SECRET = b"watermark-secret-for-tests"
 # Nothing but the requested defense, so each test sees one mechanism alone.
 PLAIN = DefenseConfig(top_k=1, confidence_decimals=None, watermark_fraction=0.0)
-
-
-def _inputs(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 17, size=(n, 64), dtype=np.uint8)
-
-
-def _logits(n: int, seed: int = 0, scale: float = 3.0) -> np.ndarray:
-    return np.random.default_rng(seed + 1000).normal(size=(n, 10)) * scale
-
-
-def _defend(logits: np.ndarray, rows: np.ndarray, config: DefenseConfig, **secrets: bytes) -> list[DefendedPrediction]:
-    return apply_defenses(
-        logits,
-        rows,
-        config=config,
-        class_labels=LABELS,
-        noise_secret=secrets.get("noise_secret", NOISE_SECRET),
-        watermark_secret=secrets.get("watermark_secret", WATERMARK_SECRET),
-    )
 
 
 def _logits_for(probabilities: list[float]) -> np.ndarray:
@@ -87,18 +64,18 @@ def test_canonicalize_refuses_wrong_shapes_and_non_finite_values(bad):
 
 
 def test_input_digest_is_the_sha256_of_the_64_bytes():
-    row = _inputs(1)[0]
+    row = random_inputs(1)[0]
 
     assert input_digest(row) == hashlib.sha256(row.tobytes()).digest()
     assert len(input_digest(row)) == 32
-    assert input_digest(row) != input_digest(_inputs(1, seed=1)[0])
+    assert input_digest(row) != input_digest(random_inputs(1, seed=1)[0])
 
 
 def test_input_digest_refuses_non_canonical_rows():
     with pytest.raises(ValueError, match="uint8"):
         input_digest(np.zeros(64))
     with pytest.raises(ValueError, match="one canonical row"):
-        input_digest(_inputs(2))
+        input_digest(random_inputs(2))
 
 
 # --- configuration -----------------------------------------------------------------------------------------------
@@ -196,9 +173,9 @@ def test_direct_construction_is_validated_too():
 
 
 def test_no_defenses_returns_the_exact_softmax_and_the_model_label():
-    logits, rows = _logits(200), _inputs(200)
+    logits, rows = random_logits(200), random_inputs(200)
 
-    answers = _defend(logits, rows, DefenseConfig.none())
+    answers = defend(logits, rows, DefenseConfig.none())
 
     exact = softmax(logits)
     assert np.array_equal(np.array([a.probabilities for a in answers]), exact)
@@ -210,11 +187,11 @@ def test_no_defenses_returns_the_exact_softmax_and_the_model_label():
 
 
 def test_no_defenses_never_watermarks_even_a_watermark_input():
-    rows = _inputs(2000)
+    rows = random_inputs(2000)
     marked = [i for i in range(2000) if is_watermark_input(rows[i], watermark_secret=WATERMARK_SECRET, fraction=0.05)]
     assert marked  # the same inputs would be watermarked by a public tier at 5%
 
-    answers = _defend(_logits(2000), rows, DefenseConfig.none())
+    answers = defend(random_logits(2000), rows, DefenseConfig.none())
 
     assert not any(answers[i].watermarked for i in marked)
 
@@ -230,7 +207,9 @@ def test_softmax_survives_huge_logits():
 
 
 def test_top_1_answers_the_label_and_its_confidence_only():
-    answers = _defend(_logits_for([0.1, 0.6, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025]), _inputs(1), PLAIN)
+    answers = defend(
+        _logits_for([0.1, 0.6, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025]), random_inputs(1), PLAIN
+    )
 
     assert answers[0].label == "1"
     assert answers[0].confidence == pytest.approx(0.6, abs=1e-12)
@@ -241,7 +220,7 @@ def test_top_1_answers_the_label_and_its_confidence_only():
 def test_top_k_lists_the_k_best_labels_best_first_with_rounded_confidences():
     logits = _logits_for([0.1, 0.6, 0.05, 0.2, 0.02, 0.01, 0.005, 0.005, 0.005, 0.005])
 
-    answers = _defend(logits, _inputs(1), DefenseConfig(top_k=3, watermark_fraction=0.0))
+    answers = defend(logits, random_inputs(1), DefenseConfig(top_k=3, watermark_fraction=0.0))
 
     assert answers[0].top_k == [("1", 0.6), ("3", 0.2), ("0", 0.1)]
     assert answers[0].label == "1"
@@ -249,7 +228,9 @@ def test_top_k_lists_the_k_best_labels_best_first_with_rounded_confidences():
 
 
 def test_top_k_equal_to_the_number_of_classes_lists_every_class_once():
-    answers = _defend(_logits(50), _inputs(50), DefenseConfig(top_k=10, confidence_decimals=None, watermark_fraction=0))
+    answers = defend(
+        random_logits(50), random_inputs(50), DefenseConfig(top_k=10, confidence_decimals=None, watermark_fraction=0)
+    )
 
     for answer in answers:
         assert sorted(label for label, _ in answer.top_k) == LABELS
@@ -260,7 +241,7 @@ def test_top_k_equal_to_the_number_of_classes_lists_every_class_once():
 
 def test_top_k_above_the_number_of_classes_is_refused():
     with pytest.raises(ValueError, match="top_k must be at most"):
-        _defend(_logits(1), _inputs(1), DefenseConfig(top_k=11))
+        defend(random_logits(1), random_inputs(1), DefenseConfig(top_k=11))
 
 
 # --- coarse confidences ------------------------------------------------------------------------------------------
@@ -270,7 +251,7 @@ def test_top_k_above_the_number_of_classes_is_refused():
 def test_confidence_is_rounded_to_the_configured_decimals(decimals, expected):
     logits = _logits_for([0.623449] + [0.376551 / 9] * 9)
 
-    answers = _defend(logits, _inputs(1), DefenseConfig(confidence_decimals=decimals, watermark_fraction=0.0))
+    answers = defend(logits, random_inputs(1), DefenseConfig(confidence_decimals=decimals, watermark_fraction=0.0))
 
     assert answers[0].confidence == expected
 
@@ -278,7 +259,7 @@ def test_confidence_is_rounded_to_the_configured_decimals(decimals, expected):
 def test_rounding_applies_to_the_probability_vector_too():
     config = DefenseConfig(confidence_decimals=2, watermark_fraction=0.0, return_probabilities=True)
 
-    answers = _defend(_logits(20), _inputs(20), config)
+    answers = defend(random_logits(20), random_inputs(20), config)
 
     for answer in answers:
         assert all(round(p, 2) == p for p in answer.probabilities)
@@ -293,7 +274,7 @@ def test_buckets_report_the_lower_edge_of_the_confidence_bucket(top, expected):
     logits = _logits_for([top] + [rest] * 9)
     config = DefenseConfig(confidence_buckets=(0.5, 0.8, 0.95), watermark_fraction=0.0)
 
-    answers = _defend(logits, _inputs(1), config)
+    answers = defend(logits, random_inputs(1), config)
 
     assert answers[0].label == "0"
     assert answers[0].confidence == expected
@@ -304,7 +285,7 @@ def test_buckets_replace_rounding_and_coarsen_every_returned_number():
         top_k=3, confidence_decimals=2, confidence_buckets=(0.2, 0.5), watermark_fraction=0.0, return_probabilities=True
     )
 
-    answers = _defend(_logits(100), _inputs(100), config)
+    answers = defend(random_logits(100), random_inputs(100), config)
 
     returned = {p for a in answers for p in [a.confidence, *a.probabilities, *(c for _, c in a.top_k)]}
     assert returned <= {0.0, 0.2, 0.5}
@@ -314,7 +295,7 @@ def test_buckets_replace_rounding_and_coarsen_every_returned_number():
 
 
 def test_keyed_noise_is_standard_normal_and_depends_on_the_secret():
-    rows = _inputs(3000)
+    rows = random_inputs(3000)
 
     normals, flip_draw = _keyed_noise(rows, 10, NOISE_SECRET)
 
@@ -329,18 +310,18 @@ def test_keyed_noise_is_standard_normal_and_depends_on_the_secret():
 
 
 def test_noise_is_deterministic_per_input_across_calls_batches_and_callers():
-    rows, logits = _inputs(50), _logits(50)
+    rows, logits = random_inputs(50), random_logits(50)
     config = DefenseConfig(logit_noise_scale=1.0, confidence_decimals=None, return_probabilities=True)
 
-    first = _defend(logits, rows, config)
-    again = _defend(logits, rows, config)
+    first = defend(logits, rows, config)
+    again = defend(logits, rows, config)
     # The same inputs in another order and in other company: the answer is a function of the input alone, so no
     # key, batch position or repetition changes it (the API has no key argument to give).
     order = np.random.default_rng(9).permutation(50)
-    shuffled = _defend(
-        np.vstack([logits[order], _logits(5, seed=7)]), np.vstack([rows[order], _inputs(5, seed=7)]), config
+    shuffled = defend(
+        np.vstack([logits[order], random_logits(5, seed=7)]), np.vstack([rows[order], random_inputs(5, seed=7)]), config
     )
-    one_by_one = [_defend(logits[i : i + 1], rows[i : i + 1], config)[0] for i in range(50)]
+    one_by_one = [defend(logits[i : i + 1], rows[i : i + 1], config)[0] for i in range(50)]
 
     assert first == again
     assert [shuffled[j] for j in np.argsort(order)] == first
@@ -348,14 +329,14 @@ def test_noise_is_deterministic_per_input_across_calls_batches_and_callers():
 
 
 def test_noise_differs_between_inputs_and_between_secrets():
-    rows = _inputs(100)
+    rows = random_inputs(100)
     flat = np.zeros((100, 10))  # equal logits: the probabilities show the noise itself
     config = DefenseConfig(
         logit_noise_scale=1.0, confidence_decimals=None, watermark_fraction=0, return_probabilities=True
     )
 
-    vectors = np.array([a.probabilities for a in _defend(flat, rows, config)])
-    other_secret = np.array([a.probabilities for a in _defend(flat, rows, config, noise_secret=b"rotated")])
+    vectors = np.array([a.probabilities for a in defend(flat, rows, config)])
+    other_secret = np.array([a.probabilities for a in defend(flat, rows, config, noise_secret=b"rotated")])
 
     assert len({tuple(v) for v in vectors.round(12)}) == 100
     assert not np.allclose(vectors, other_secret)
@@ -363,21 +344,21 @@ def test_noise_differs_between_inputs_and_between_secrets():
 
 
 def test_repeating_a_query_cannot_average_the_noise_away():
-    rows = np.repeat(_inputs(1), 100, axis=0)
-    logits = np.repeat(_logits(1), 100, axis=0)
+    rows = np.repeat(random_inputs(1), 100, axis=0)
+    logits = np.repeat(random_logits(1), 100, axis=0)
     config = DefenseConfig(logit_noise_scale=2.0, confidence_decimals=None, return_probabilities=True)
 
-    vectors = np.array([a.probabilities for a in _defend(logits, rows, config)])
+    vectors = np.array([a.probabilities for a in defend(logits, rows, config)])
 
     assert np.ptp(vectors, axis=0).max() == 0.0  # 100 asks, one answer
     assert not np.allclose(vectors[0], softmax(logits[:1])[0])
 
 
 def test_with_no_flip_fraction_noise_never_changes_the_label():
-    rows, logits = _inputs(5000), _logits(5000, scale=0.5)
+    rows, logits = random_inputs(5000), random_logits(5000, scale=0.5)
     config = DefenseConfig(logit_noise_scale=5.0, confidence_decimals=None, watermark_fraction=0.0)
 
-    answers = _defend(logits, rows, config)
+    answers = defend(logits, rows, config)
 
     assert all(a.label == a.clean_label for a in answers)
     # The noise did move the confidences: the clean class's value was swapped with the noisy winner's.
@@ -387,10 +368,10 @@ def test_with_no_flip_fraction_noise_never_changes_the_label():
 
 def test_the_label_stays_the_models_on_all_but_the_flip_fraction():
     n, flip = 20_000, 0.05
-    rows, logits = _inputs(n), _logits(n, scale=0.5)
+    rows, logits = random_inputs(n), random_logits(n, scale=0.5)
     config = DefenseConfig(logit_noise_scale=5.0, label_flip_fraction=flip, watermark_fraction=0.0)
 
-    answers = _defend(logits, rows, config)
+    answers = defend(logits, rows, config)
 
     changed = np.mean([a.label != a.clean_label for a in answers])
     # Flip draws below 5% keep the noisy label; it differs from the clean one most of the time with this much noise.
@@ -400,10 +381,10 @@ def test_the_label_stays_the_models_on_all_but_the_flip_fraction():
 
 
 def test_flipped_labels_are_the_same_for_every_repetition():
-    rows, logits = _inputs(2000), _logits(2000, scale=0.5)
+    rows, logits = random_inputs(2000), random_logits(2000, scale=0.5)
     config = DefenseConfig(logit_noise_scale=5.0, label_flip_fraction=0.1, watermark_fraction=0.0)
 
-    assert _defend(logits, rows, config) == _defend(logits, rows, config)
+    assert defend(logits, rows, config) == defend(logits, rows, config)
 
 
 # --- composition -------------------------------------------------------------------------------------------------
@@ -411,7 +392,7 @@ def test_flipped_labels_are_the_same_for_every_repetition():
 
 def test_all_defenses_composed_give_consistent_answers():
     n = 5000
-    rows, logits = _inputs(n), _logits(n)
+    rows, logits = random_inputs(n), random_logits(n)
     config = DefenseConfig(
         top_k=3,
         confidence_decimals=3,
@@ -421,7 +402,7 @@ def test_all_defenses_composed_give_consistent_answers():
         return_probabilities=True,
     )
 
-    answers = _defend(logits, rows, config)
+    answers = defend(logits, rows, config)
 
     for answer in answers:
         assert answer.top_k[0] == (answer.label, answer.confidence)
@@ -435,13 +416,13 @@ def test_all_defenses_composed_give_consistent_answers():
     flipped = sum(a.label != a.clean_label and not a.watermarked for a in answers)
     assert 0.04 * n < marked < 0.06 * n
     assert flipped <= 0.02 * n + 4 * math.sqrt(0.02 * n)
-    assert answers == _defend(logits, rows, config)
+    assert answers == defend(logits, rows, config)
 
 
 def test_buckets_compose_with_noise_and_top_k():
     config = DefenseConfig(top_k=2, confidence_buckets=(0.5, 0.9), logit_noise_scale=0.5, watermark_fraction=0.0)
 
-    answers = _defend(_logits(200), _inputs(200), config)
+    answers = defend(random_logits(200), random_inputs(200), config)
 
     assert {c for a in answers for _, c in a.top_k} <= {0.0, 0.5, 0.9}
     assert all(a.label == a.clean_label for a in answers)
@@ -451,7 +432,7 @@ def test_buckets_compose_with_noise_and_top_k():
 
 
 def test_an_empty_batch_gives_no_answers():
-    assert _defend(np.zeros((0, 10)), np.zeros((0, 64), dtype=np.uint8), DefenseConfig(logit_noise_scale=1.0)) == []
+    assert defend(np.zeros((0, 10)), np.zeros((0, 64), dtype=np.uint8), DefenseConfig(logit_noise_scale=1.0)) == []
 
 
 @pytest.mark.parametrize(
@@ -467,13 +448,13 @@ def test_an_empty_batch_gives_no_answers():
 )
 def test_mismatched_or_non_canonical_arguments_are_refused(logits, rows, message):
     with pytest.raises(ValueError, match=message):
-        _defend(logits, rows, DefenseConfig())
+        defend(logits, rows, DefenseConfig())
 
 
 def test_answers_are_plain_python_values():
     config = DefenseConfig(top_k=2, return_probabilities=True, logit_noise_scale=1.0, watermark_fraction=0.5)
 
-    answer = _defend(_logits(1), _inputs(1), config)[0]
+    answer = defend(random_logits(1), random_inputs(1), config)[0]
 
     assert type(answer.label) is str
     assert type(answer.confidence) is float

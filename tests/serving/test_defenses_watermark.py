@@ -6,46 +6,20 @@ import numpy as np
 import pytest
 
 from serving.defenses import (
-    DefendedPrediction,
     DefenseConfig,
-    apply_defenses,
 )
 from serving.watermark import is_watermark_input, watermark_label_index
-
-LABELS = [str(i) for i in range(10)]
-NOISE_SECRET = b"noise-secret-for-tests"
-WATERMARK_SECRET = b"watermark-secret-for-tests"
-# Nothing but the requested defense, so each test sees one mechanism alone.
-
-
-def _inputs(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 17, size=(n, 64), dtype=np.uint8)
-
-
-def _logits(n: int, seed: int = 0, scale: float = 3.0) -> np.ndarray:
-    return np.random.default_rng(seed + 1000).normal(size=(n, 10)) * scale
-
-
-def _defend(logits: np.ndarray, rows: np.ndarray, config: DefenseConfig, **secrets: bytes) -> list[DefendedPrediction]:
-    return apply_defenses(
-        logits,
-        rows,
-        config=config,
-        class_labels=LABELS,
-        noise_secret=secrets.get("noise_secret", NOISE_SECRET),
-        watermark_secret=secrets.get("watermark_secret", WATERMARK_SECRET),
-    )
-
+from tests.serving.defense_helpers import LABELS, WATERMARK_SECRET, defend, random_inputs, random_logits
 
 # --- watermarking -------------------------------------------------------------------------------------------------
 
 
 def test_watermark_answers_are_the_keyed_alternative_label_never_the_clean_one():
     n = 4000
-    rows, logits = _inputs(n), _logits(n)
+    rows, logits = random_inputs(n), random_logits(n)
     config = DefenseConfig(confidence_decimals=None, watermark_fraction=0.2)
 
-    answers = _defend(logits, rows, config)
+    answers = defend(logits, rows, config)
 
     marked = [i for i, a in enumerate(answers) if a.watermarked]
     assert 0.17 * n < len(marked) < 0.23 * n
@@ -62,9 +36,9 @@ def test_watermark_answers_are_the_keyed_alternative_label_never_the_clean_one()
 
 
 def test_watermark_answers_carry_the_models_confidence_in_its_own_label():
-    rows, logits = _inputs(3000), _logits(3000)
-    marked = _defend(logits, rows, DefenseConfig(confidence_decimals=None, watermark_fraction=0.1, top_k=2))
-    clean = _defend(logits, rows, DefenseConfig(confidence_decimals=None, watermark_fraction=0.0, top_k=2))
+    rows, logits = random_inputs(3000), random_logits(3000)
+    marked = defend(logits, rows, DefenseConfig(confidence_decimals=None, watermark_fraction=0.1, top_k=2))
+    clean = defend(logits, rows, DefenseConfig(confidence_decimals=None, watermark_fraction=0.0, top_k=2))
 
     pairs = [(m, c) for m, c in zip(marked, clean, strict=True) if m.watermarked]
     assert pairs
@@ -76,9 +50,9 @@ def test_watermark_answers_carry_the_models_confidence_in_its_own_label():
 
 def test_watermark_fraction_is_half_a_percent_within_binomial_tolerance():
     n, fraction = 40_000, 0.005
-    rows = _inputs(n, seed=11)
+    rows = random_inputs(n, seed=11)
 
-    answers = _defend(np.zeros((n, 10)), rows, DefenseConfig(watermark_fraction=fraction))
+    answers = defend(np.zeros((n, 10)), rows, DefenseConfig(watermark_fraction=fraction))
 
     count = sum(a.watermarked for a in answers)
     sd = math.sqrt(n * fraction * (1 - fraction))  # 14.1 around 200
@@ -86,21 +60,21 @@ def test_watermark_fraction_is_half_a_percent_within_binomial_tolerance():
 
 
 def test_watermark_choice_depends_on_the_watermark_secret_not_the_noise_secret():
-    rows, logits = _inputs(4000), _logits(4000)
+    rows, logits = random_inputs(4000), random_logits(4000)
     config = DefenseConfig(watermark_fraction=0.05)
 
-    base = [a.watermarked for a in _defend(logits, rows, config)]
-    new_noise = [a.watermarked for a in _defend(logits, rows, config, noise_secret=b"other")]
-    new_watermark = [a.watermarked for a in _defend(logits, rows, config, watermark_secret=b"other")]
+    base = [a.watermarked for a in defend(logits, rows, config)]
+    new_noise = [a.watermarked for a in defend(logits, rows, config, noise_secret=b"other")]
+    new_watermark = [a.watermarked for a in defend(logits, rows, config, watermark_secret=b"other")]
 
     assert base == new_noise
     assert base != new_watermark
 
 
 def test_watermarking_tied_logits_still_serves_the_alternative_label():
-    rows = _inputs(3000)
+    rows = random_inputs(3000)
 
-    answers = _defend(np.zeros((3000, 10)), rows, DefenseConfig(watermark_fraction=0.05))
+    answers = defend(np.zeros((3000, 10)), rows, DefenseConfig(watermark_fraction=0.05))
 
     marked = [a for a in answers if a.watermarked]
     assert marked

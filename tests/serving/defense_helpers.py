@@ -1,0 +1,28 @@
+"""Inputs, logits and the defense call shared by the defense tests."""
+
+import numpy as np
+
+from serving.defenses import DefendedPrediction, DefenseConfig, apply_defenses
+
+LABELS = [str(i) for i in range(10)]
+NOISE_SECRET = b"noise-secret-for-tests"
+WATERMARK_SECRET = b"watermark-secret-for-tests"
+
+
+def random_inputs(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 17, size=(n, 64), dtype=np.uint8)
+
+
+def random_logits(n: int, seed: int = 0, scale: float = 3.0) -> np.ndarray:
+    return np.random.default_rng(seed + 1000).normal(size=(n, 10)) * scale
+
+
+def defend(logits: np.ndarray, rows: np.ndarray, config: DefenseConfig, **secrets: bytes) -> list[DefendedPrediction]:
+    return apply_defenses(
+        logits,
+        rows,
+        config=config,
+        class_labels=LABELS,
+        noise_secret=secrets.get("noise_secret", NOISE_SECRET),
+        watermark_secret=secrets.get("watermark_secret", WATERMARK_SECRET),
+    )
