@@ -74,10 +74,7 @@ def _store(result: RiskResult, *, organization_id: int | None, ring: Ring | None
             "queries": result.queries,
             "score": result.score,
             "level": risk_level(result.score),
-            "components": [
-                {"name": c.name, "value": c.value, "points": c.points, "max_points": c.max_points, "detail": c.detail}
-                for c in result.components
-            ],
+            "components": result.to_dict()["components"],
             "explanation": result.explanation,
         },
     )[0]

@@ -18,6 +18,7 @@ from abuse.extraction import (
     InputProfile,
     QueryWindow,
     RiskResult,
+    constants,
     extraction_risk,
     ledoit_wolf_covariance,
     nearest_earlier_distances,
@@ -95,7 +96,7 @@ def test_profile_measures_the_natural_ranges(profile, defended_model):
     heldout = digits_split().X_test.astype(np.uint8)
     _, served = answer(defended_model, FREE, heldout)
 
-    assert profile.low_confidence_share == np.mean(np.asarray(served) < extraction.LOW_CONFIDENCE)
+    assert profile.low_confidence_share == np.mean(np.asarray(served) < constants.LOW_CONFIDENCE)
     assert 2.0 < profile.entropy_q01 < profile.entropy_q99 < 3.3 < math.log2(17)
     assert profile.nn_distance_q01 == 10.0  # different writers' digits are never closer than this, 99% of the time
     assert profile.perturbation_radius == 5.0
@@ -106,7 +107,7 @@ def test_profile_round_trips_through_json(profile):
 
     restored = InputProfile.from_dict(stored)
 
-    assert stored["format"] == extraction.PROFILE_FORMAT
+    assert stored["format"] == constants.PROFILE_FORMAT
     assert np.array_equal(restored.mean, profile.mean)
     assert np.array_equal(restored.precision, profile.precision)
     assert restored.to_dict() == profile.to_dict()
@@ -154,7 +155,7 @@ def test_pixel_entropy_is_the_bits_of_the_value_histogram():
 
 
 def test_wilson_lower_bound_discounts_small_samples():
-    z = extraction.SHARE_CONFIDENCE_Z
+    z = constants.SHARE_CONFIDENCE_Z
 
     assert wilson_lower_bound(0, 0) == 0.0
     assert wilson_lower_bound(0, 50) == 0.0
@@ -216,7 +217,7 @@ def test_prada_finds_natural_digits_normal(defended_model):
 
     w = prada_statistic(prada_distances(window.inputs, window.labels))
 
-    assert w > extraction.PRADA_DELTA
+    assert w > constants.PRADA_DELTA
 
 
 # --- Components --------------------------------------------------------------------------------------------------
@@ -240,45 +241,45 @@ def test_a_huge_honest_customer_is_not_even_throttled(profile, defended_model):
 
     result = extraction_risk(huge, profile, normal_volume=500)
 
-    assert result.component("volume").points == extraction.VOLUME_MAX_POINTS
+    assert result.component("volume").points == constants.VOLUME_MAX_POINTS
     assert result.score < THROTTLE_SCORE
 
 
 def test_no_signal_alone_reaches_the_freeze_level_and_the_ambiguous_ones_cannot_throttle_together():
-    ambiguous = extraction.VOLUME_MAX_POINTS + extraction.UNIQUE_MAX_POINTS + extraction.COVERAGE_MAX_POINTS
+    ambiguous = constants.VOLUME_MAX_POINTS + constants.UNIQUE_MAX_POINTS + constants.COVERAGE_MAX_POINTS
     caps = [
-        extraction.VOLUME_MAX_POINTS,
-        extraction.UNIQUE_MAX_POINTS,
-        extraction.UNNATURAL_MAX_POINTS,
-        extraction.ENTROPY_MAX_POINTS,
-        extraction.LOW_CONFIDENCE_MAX_POINTS,
-        extraction.COVERAGE_MAX_POINTS,
-        extraction.PRADA_MAX_POINTS,
-        extraction.PERTURBATION_MAX_POINTS,
-        extraction.RECON_MAX_POINTS,
-        extraction.LINKED_MAX_POINTS,
+        constants.VOLUME_MAX_POINTS,
+        constants.UNIQUE_MAX_POINTS,
+        constants.UNNATURAL_MAX_POINTS,
+        constants.ENTROPY_MAX_POINTS,
+        constants.LOW_CONFIDENCE_MAX_POINTS,
+        constants.COVERAGE_MAX_POINTS,
+        constants.PRADA_MAX_POINTS,
+        constants.PERTURBATION_MAX_POINTS,
+        constants.RECON_MAX_POINTS,
+        constants.LINKED_MAX_POINTS,
     ]
 
     assert ambiguous < THROTTLE_SCORE
     assert max(caps) < FREEZE_SCORE
     # Unnatural inputs with every ambiguous signal at its cap: throttled and reviewed, not frozen.
-    assert ambiguous + extraction.UNNATURAL_MAX_POINTS < FREEZE_SCORE
+    assert ambiguous + constants.UNNATURAL_MAX_POINTS < FREEZE_SCORE
 
 
 def test_uniform_noise_is_unnatural_and_high_entropy(profile):
     result = extraction_risk(_window(_uniform(200)), profile, normal_volume=500)
 
     assert result.component("unnatural_inputs").value == 1.0
-    assert result.component("unnatural_inputs").points == extraction.UNNATURAL_MAX_POINTS
+    assert result.component("unnatural_inputs").points == constants.UNNATURAL_MAX_POINTS
     assert result.component("input_entropy").value == 1.0
-    assert result.component("input_entropy").points == extraction.ENTROPY_MAX_POINTS
+    assert result.component("input_entropy").points == constants.ENTROPY_MAX_POINTS
 
 
 def test_a_developer_trying_a_few_random_arrays_is_not_an_attack(profile):
     result = extraction_risk(_window(_uniform(20)), profile, normal_volume=500)
 
     # 20 of 100 inputs' worth of evidence: a fifth of the points.
-    assert result.component("unnatural_inputs").points == pytest.approx(extraction.UNNATURAL_MAX_POINTS / 5)
+    assert result.component("unnatural_inputs").points == pytest.approx(constants.UNNATURAL_MAX_POINTS / 5)
     assert result.score < THROTTLE_SCORE
 
 
@@ -299,7 +300,7 @@ def test_low_confidence_is_measured_against_the_natural_share(profile):
     assumed = extraction_risk(_window(_uniform(200), confidences=confidences), None, normal_volume=500)
 
     assert measured.component("low_confidence").value == 0.5
-    assert measured.component("low_confidence").points == extraction.LOW_CONFIDENCE_MAX_POINTS
+    assert measured.component("low_confidence").points == constants.LOW_CONFIDENCE_MAX_POINTS
     assert measured.component("low_confidence").detail == "50% of answers have confidence below 0.6 (natural: 3%)"
     assert assumed.component("low_confidence").detail.endswith("(natural: 10%, assumed)")
 
@@ -308,7 +309,7 @@ def test_unique_inputs_count_fully_from_500_inputs(profile):
     distinct = extraction_risk(_window(_uniform(500)), profile, normal_volume=500).component("unique_inputs")
     halved = extraction_risk(_window(np.tile(_uniform(250), (2, 1))), profile, normal_volume=500)
 
-    assert (distinct.value, distinct.points) == (1.0, extraction.UNIQUE_MAX_POINTS)
+    assert (distinct.value, distinct.points) == (1.0, constants.UNIQUE_MAX_POINTS)
     assert halved.component("unique_inputs").value == 0.5
     assert halved.component("unique_inputs").points == 0.0
 
@@ -320,7 +321,7 @@ def test_class_coverage_rewards_even_coverage_lightly(profile):
     one_class = extraction_risk(_window(_uniform(200)), profile, normal_volume=500)
 
     assert covered.component("class_coverage").value == pytest.approx(1.0)
-    assert covered.component("class_coverage").points == pytest.approx(extraction.COVERAGE_MAX_POINTS)
+    assert covered.component("class_coverage").points == pytest.approx(constants.COVERAGE_MAX_POINTS)
     assert one_class.component("class_coverage").points == 0.0
 
 
@@ -330,7 +331,7 @@ def test_a_walk_of_small_steps_from_one_image_scores_the_perturbation_signal(pro
     walk = extraction_risk(window_from_calls(calls), profile, normal_volume=500).component("perturbation_walk")
 
     assert walk.value > 0.95
-    assert walk.points == extraction.PERTURBATION_MAX_POINTS
+    assert walk.points == constants.PERTURBATION_MAX_POINTS
 
 
 RECON = [
@@ -351,7 +352,7 @@ def _recon(profile, errors: list[tuple[float, str]]) -> extraction.Component:
 def test_a_burst_of_varied_errors_before_the_traffic_is_reconnaissance(profile):
     burst = _recon(profile, [(9_000.0 + 10 * i, kind) for i, kind in enumerate(RECON)])
 
-    assert (burst.value, burst.points) == (6.0, extraction.RECON_MAX_POINTS)
+    assert (burst.value, burst.points) == (6.0, constants.RECON_MAX_POINTS)
 
 
 @pytest.mark.parametrize(
@@ -394,7 +395,7 @@ def test_linked_accounts_count_a_rings_merged_volume_against_one_organization(pr
 
     assert linked(1, 5_000).points == 0.0
     assert linked(5, 500).points == 0.0
-    assert linked(5, 1_250).points == extraction.LINKED_MAX_POINTS
+    assert linked(5, 1_250).points == constants.LINKED_MAX_POINTS
     assert linked(5, 1_250).detail == (
         "5 linked accounts together sent 1,250 inputs, 2.5x what one organization normally sends"
     )
@@ -452,7 +453,7 @@ def test_without_a_profile_the_distribution_signals_are_skipped_and_said_to_be(d
     assert result.component("unnatural_inputs").detail == "not measured: the model has no reference profile"
     assert result.component("input_entropy").points == 0.0
     # The signals that need no profile still work: the walk is still seen.
-    assert result.component("perturbation_walk").points == extraction.PERTURBATION_MAX_POINTS
+    assert result.component("perturbation_walk").points == constants.PERTURBATION_MAX_POINTS
     assert result.score >= THROTTLE_SCORE
     assert result.explanation.endswith(
         "This model has no reference profile of natural inputs, so unnatural inputs and their pixel entropy were"
