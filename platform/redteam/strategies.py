@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from abuse.simulation import perturbation_steps
+from abuse.simulation import walk_one_step
 from redteam.copies import SOFT, WORKING_RECIPE, predict_labels, soft_targets, train_copy
 
 PIXEL_MAX = 16
@@ -171,5 +171,5 @@ class PerturbationWalk:
         if self.current is None or self.current.shape[0] != size:
             self.current = np.repeat(self.start[None, :], size, axis=0)
             self.current_confidence = np.full(size, np.inf)
-        self.last = perturbation_steps(self.rng, self.current, sent=self.sent)
+        self.last = walk_one_step(self.rng, self.current, sent=self.sent)
         return self.last.copy()
