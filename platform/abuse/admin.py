@@ -15,7 +15,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(RiskState)
 class RiskStateAdmin(ReadOnlyAdmin):
-    list_display = ["organization", "score", "level", "ring", "assessed_at", "strikes", "suspended_at"]
+    list_display = ["organization", "score", "level", "ring", "assessed_at", "suspended_at"]
     list_filter = ["level"]
 
 

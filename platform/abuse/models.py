@@ -123,7 +123,6 @@ class RiskState(models.Model):
     # Evidence before this moment was reviewed by staff (unfreeze, clear, false positive): the jobs act only on
     # queries sent after it, so a reviewed organization is not frozen again for the same traffic.
     cleared_at = models.DateTimeField(null=True, blank=True)
-    strikes = models.PositiveSmallIntegerField(default=0)
     suspended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -159,6 +159,11 @@ class Standing:
         return bool(self.frozen_keys or self.throttle_factor < 1 or self.suspended)
 
 
+def organization_strikes(*, organization_id: int) -> int:
+    """Warnings on record: the audit log is the count, no counter is kept beside it."""
+    return AuditEntry.objects.filter(organization_id=organization_id, action=AuditAction.WARN).count()
+
+
 _MEMBER_VISIBLE_ACTIONS = [AuditAction.WARN, AuditAction.THROTTLE, AuditAction.FREEZE, AuditAction.SUSPEND]
 
 
@@ -168,7 +173,7 @@ def organization_standing(*, organization: Organization) -> Standing:
         frozen_keys=ApiKey.objects.filter(organization=organization, state=KeyState.FROZEN).count(),
         throttle_factor=Organization.objects.values_list("throttle_factor", flat=True).get(pk=organization.pk),
         suspended=bool(state and state.suspended_at),
-        strikes=state.strikes if state else 0,
+        strikes=organization_strikes(organization_id=organization.pk),
         decisions=list(
             AuditEntry.objects.filter(organization_id=organization.pk, action__in=_MEMBER_VISIBLE_ACTIONS)[:10]
         ),

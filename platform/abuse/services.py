@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from abuse.errors import ReviewActionError
 from abuse.models import Appeal, AuditAction, AuditEntry, Ring, RiskState
+from abuse.selectors import organization_strikes
 from accounts.models import Membership, Organization, User
 from apikeys.services import apikeys_freeze_for_organization, apikeys_unfreeze_for_organization
 from serving.quotas.services import organization_set_throttle_factor
@@ -85,12 +86,11 @@ def _notify_members(entry: AuditEntry) -> None:
 def organization_warn(*, organization: Organization, actor: Actor, reason: str) -> AuditEntry:
     """An email to the members and a strike on record."""
     reason = _require_reason(reason)
-    state = _locked_state(organization)
-    state.strikes += 1
-    state.save(update_fields=["strikes"])
+    _locked_state(organization)  # serializes warnings, so each one's count is exact
+    strikes = organization_strikes(organization_id=organization.pk) + 1
     entry = audit_record(
         actor=actor, action=AuditAction.WARN, reason=reason, organization_id=organization.pk,
-        details={"strikes": state.strikes},
+        details={"strikes": strikes},
     )  # fmt: skip
     _notify_members(entry)
     return entry

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from abuse.models import RiskAssessment
+from abuse.selectors import organization_strikes
 from abuse.services import Actor
 from accounts.models import Organization
 from billing.dashboard.revenue import revenue_summary
@@ -106,6 +107,7 @@ def _render_organization(
     context = {
         "organization": organization,
         "state": state,
+        "strikes": organization_strikes(organization_id=organization.pk),
         "history": history,
         "latest": history[-1] if history else None,
         "risk_chart": _risk_chart(history),

@@ -7,6 +7,7 @@ from django.db import DatabaseError, transaction
 
 from abuse.errors import ReviewActionError
 from abuse.models import Appeal, AuditAction, AuditEntry, RiskState
+from abuse.selectors import organization_strikes
 from abuse.services import (
     Actor,
     appeal_submit,
@@ -128,7 +129,7 @@ def test_warning_adds_a_strike_and_emails_the_members(org_with_keys, reviewer, d
     with django_capture_on_commit_callbacks(execute=True):
         organization_warn(organization=org_with_keys, actor=Actor(user=reviewer), reason="Bulk queries.")
         organization_warn(organization=org_with_keys, actor=Actor(user=reviewer), reason="Again.")
-    assert RiskState.objects.get(organization=org_with_keys).strikes == 2
+    assert organization_strikes(organization_id=org_with_keys.pk) == 2
     assert [m.subject for m in mail.outbox] == ["A warning about your use of the Moat API"] * 2
     assert _entries(org_with_keys, AuditAction.WARN)[0].details == {"strikes": 2}
 

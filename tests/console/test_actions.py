@@ -44,7 +44,7 @@ def test_warn_adds_a_strike_and_emails_the_members(keyed, reviewer_client, djang
         response = act(reviewer_client, keyed, "warn", "Stop sweeping the input space.")
     assert response.redirect_chain == [(f"/console/organizations/{keyed.pk}/", 302)]
     assert messages_of(response) == ["Warning sent to the members; a strike is on record."]
-    assert RiskState.objects.get(organization=keyed).strikes == 1
+    assert AuditEntry.objects.filter(organization_id=keyed.pk, action="warn").count() == 1
     assert entries(keyed) == [("warn", "Stop sweeping the input space.")]
     assert [message.to for message in mail.outbox] == [["owner@example.com"]]
 

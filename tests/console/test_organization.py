@@ -28,7 +28,7 @@ def component(name: str, points: float, max_points: float = 30) -> dict:
 
 def test_standing_and_risk_components_over_time(organization, staff_client):
     RiskState.objects.create(
-        organization=organization, score=88, previous_score=60, level="freeze", strikes=2,
+        organization=organization, score=88, previous_score=60, level="freeze",
         top_reasons=["Inputs hug the decision boundary"], explanation="Looks like an extraction sweep.",
     )  # fmt: skip
     start = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
