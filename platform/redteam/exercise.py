@@ -3,8 +3,8 @@ copies against the full model on held-out digits, and summarise (the summary is 
 read).
 
 Who holds what:
-- the attacker (`client`, `campaigns`, `strategies`, `copies`) holds its keys, the public digits the platform's
-  held-out rows are not among (its natural data), and the answers;
+- the attacker (`client`, `campaigns`, `strategies`, `copies`) holds its keys, the public digits (its natural
+  data: rows of the split that neither trained the models nor measure the copies), and the answers;
 - the measurement (here) loads the registry's active full model once, to label the held-out rows, and the defended
   one, to check the watermark the public tiers served; the copies never see either.
 """
@@ -178,9 +178,11 @@ def _labeller(weights: MLPWeights) -> Callable[[np.ndarray], np.ndarray]:
 
 def load_reference() -> Reference:
     """Read the active versions from the registry (verified artifacts) and split the digits the way the full model
-    was trained: its held-out rows measure the copies, the rest are the attacker's public pool."""
+    was trained: its held-out rows measure the copies, its public rows (never trained on) are the attacker's pool.
+    Raises RuntimeError when a variant has no active version, or when the full model's split set no public rows
+    aside (an attacker holding the training set measures nothing an API could withhold)."""
     labellers, versions = {}, {}
-    split_seed, classes = SPLIT_SEED, None
+    provenance, classes = {}, None
     for variant in ("full", "defended"):
         version = active_version(model_slug=MODEL, variant=variant)
         if version is None:
@@ -189,16 +191,25 @@ def load_reference() -> Reference:
         labellers[variant] = _labeller(weights)
         versions[variant] = version.version
         if variant == "full":
-            split_seed = int(version.provenance.get("split_seed", SPLIT_SEED))
+            provenance = version.provenance or {}
             classes = list(version.model.class_labels)
-    split = load_digits_split(seed=split_seed)
+    if not provenance.get("public_rows"):
+        raise RuntimeError(
+            f"the active full version of '{MODEL}' was trained on every digit outside the held-out rows: no public "
+            "digits are left for the attacker; retrain with `manage.py train_demo_model`"
+        )
+    split = load_digits_split(
+        seed=int(provenance.get("split_seed", SPLIT_SEED)),
+        test_fraction=float(provenance.get("test_fraction", 0.25)),
+        public_fraction=float(provenance["public_fraction"]),
+    )
     return Reference(
         heldout=split.X_test,
         full_labels=labellers["full"](split.X_test),
         labellers=labellers,
         classes=classes,
-        pool=split.X_train,
-        pool_labels=split.y_train,
+        pool=split.X_public,
+        pool_labels=split.y_public,
         tiers={tier.code: tier for tier in Tier.objects.filter(code__in=["free", "pro", "enterprise"])},
         versions=versions,
     )

@@ -29,6 +29,9 @@ NATURAL_CAMPAIGNS = ("natural", "sybil")
 FREEZE_BEFORE_QUERIES = 2_000
 UNNATURAL_MAX_AGREEMENT = 0.80
 EQUATION_SOLVING_AGREEMENT = 0.99
+# The two copies a retraining campaign trains on the same answers (`redteam.copies`: LABEL_RECIPE, LIGHT_RECIPE).
+CLOSE_COPY = "close"
+LIGHT_COPY = "light"
 
 
 def agreement(copy_labels: np.ndarray, reference_labels: np.ndarray) -> float:
@@ -88,6 +91,15 @@ class Target:
     detail: str
 
 
+def copies(point: Mapping[str, Any]) -> list[tuple[str, float, Mapping[str, Any] | None]]:
+    """Every copy measured at one point of a curve, as (recipe, agreement, watermark verdict or None): the copy
+    that fits its answers closely, and where one was trained, the lighter one (`light`)."""
+    found = [(CLOSE_COPY, point["agreement"], point.get("watermark"))]
+    if point.get("light"):
+        found.append((LIGHT_COPY, point["light"]["agreement"], point["light"].get("watermark")))
+    return found
+
+
 def _campaigns(summary: Mapping[str, Any], *, tiers: Iterable[str], names: Iterable[str]) -> list[dict]:
     tiers, names = set(tiers), set(names)
     return [c for c in summary["campaigns"] if c["tier"] in tiers and c["name"] in names]
@@ -142,7 +154,11 @@ def evaluate_targets(summary: Mapping[str, Any]) -> list[Target]:
     text = f"Public tiers: natural-data copies are no better than the defended model's own agreement ({reference:.1%})"
     runs = _campaigns(summary, tiers=public, names=NATURAL_CAMPAIGNS)
     if runs:
-        best = {f"{c['tier']} {c['name']}": max(p["agreement"] for p in c["curve"]) for c in runs if c["curve"]}
+        best = {
+            f"{c['tier']} {c['name']}": max(agreement for point in c["curve"] for _, agreement, _ in copies(point))
+            for c in runs
+            if c["curve"]
+        }
         met = all(value <= reference for value in best.values())
         targets.append(Target(text, met, "; ".join(f"{name}: best {value:.1%}" for name, value in best.items())))
     else:
@@ -153,16 +169,19 @@ def evaluate_targets(summary: Mapping[str, Any]) -> list[Target]:
         f" with p < {WATERMARK_ALPHA}"
     )
     checked = [
-        (c, point)
+        (c, point, recipe, watermark)
         for c in _campaigns(summary, tiers=public, names=[c["name"] for c in summary["campaigns"]])
         for point in c["curve"]
-        if point["queries"] >= WATERMARK_MIN_ANSWERS and point.get("watermark")
+        if point["queries"] >= WATERMARK_MIN_ANSWERS
+        for recipe, _, watermark in copies(point)
+        if watermark
     ]
     if checked:
-        met = all(point["watermark"]["p_value"] < WATERMARK_ALPHA for _, point in checked)
+        met = all(watermark["p_value"] < WATERMARK_ALPHA for *_, watermark in checked)
         detail = "; ".join(
-            f"{c['tier']} {c['name']} at {point['queries']:,}: p = {point['watermark']['p_value']:.2g}"
-            for c, point in checked
+            f"{c['tier']} {c['name']} at {point['queries']:,}{'' if recipe == CLOSE_COPY else f' ({recipe} copy)'}:"
+            f" p = {watermark['p_value']:.2g}"
+            for c, point, recipe, watermark in checked
         )
         targets.append(Target(text, met, detail))
     else:

@@ -268,8 +268,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         f"{summary['started_at'][:19]} to {summary['finished_at'][:19]} UTC against {summary['base_url']}; model "
         f"`{model['slug']}` (full {model['full']}, defended {model['defended']}). Budget {summary['budget']:,} "
         f"answered queries per campaign; a sybil ring of {summary['sybil_accounts']} accounts. Copies are measured "
-        f"on the {summary['heldout_rows']} held-out digits, which the attacker never has; its natural data are the "
-        f"{summary['pool_rows']:,} other public digits.",
+        f"on the {summary['heldout_rows']} held-out digits, which the attacker never has; its natural data are "
+        f"{summary['pool_rows']:,} public digits, which neither trained the models nor measure the copies.",
         "",
         *_targets(summary),
         "",
@@ -300,8 +300,12 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         " account's monthly base price.",
         "- Watermark: `serving.watermark.verify_watermark` on the copy's labels for the inputs the actor sent (what"
         " the platform's query log holds), against the served model's labels.",
-        "- The attacker's natural data are the public digits outside the held-out rows, which are also what the"
-        " demo models were trained on: the no-query baseline above is a copy trained on their published labels.",
+        "- The attacker's natural data are the split's public digits: rows the demo models were not trained on"
+        " and the copies are not measured on, as a thief holds data like the owner's but not the owner's own. The"
+        " no-query baseline above is a copy trained on their true labels, what the thief's data are worth before"
+        " it pays for anything.",
+        "- The natural-data target takes the best copy of each campaign, the closely fitting one or the lighter"
+        " one; the watermark target counts both.",
         "",
     ]
     return "\n".join(lines)

@@ -3,7 +3,8 @@ answers. Pure numpy, deterministic for a seed; the inputs are canonical rows (n,
 
 - `UniformRandom`: every pixel uniform in 0..16, the cheapest query set (Tramer et al. 2016).
 - `NaturalData`: the attacker's own natural digits (the public pool), in a seeded order, then augmented copies of
-  them (a one-pixel shift now and then, stroke intensity and a little noise), as a Knockoff-style thief would.
+  them (`augment_digits`: a one-pixel shift now and then, stroke weight and a little noise), as a Knockoff-style
+  thief would. It knows the domain as well as the owner does: its variants are the ones the owner trains on.
 - `AdaptiveBoundary`: Tramer et al.'s adaptive retraining: a first round of uniform queries, then rounds of points
   on the decision boundary of the attacker's working copy (retrained each round), found by a line search between
   random points the copy labels differently; the search runs on the copy, so it costs no queries.
@@ -22,6 +23,7 @@ import numpy as np
 
 from abuse.simulation import walk_one_step
 from redteam.copies import SOFT, WORKING_RECIPE, predict_labels, soft_targets, train_copy
+from serving.ml.digits import augment_digits
 
 PIXEL_MAX = 16
 N_CLASSES = 10
@@ -35,31 +37,6 @@ class Strategy(Protocol):
 
 def _canonical(values: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(np.asarray(values, dtype=np.float64) + 0.5), 0, PIXEL_MAX).astype(np.uint8)
-
-
-def augment(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Natural-looking variants of digits (n, 64): shifted by one pixel one time in ten, strokes scaled by 0.8..1.2,
-    and the inked pixels given noise of standard deviation 1 (another writer's digit, not a small step)."""
-    n = base.shape[0]
-    images = np.asarray(base, dtype=np.float64).reshape(n, 8, 8)
-    shifted = np.zeros_like(images)
-    dy = np.where(rng.random(n) < 0.1, rng.integers(-1, 2, n), 0)
-    dx = np.where(rng.random(n) < 0.1, rng.integers(-1, 2, n), 0)
-    for i in range(n):
-        rolled = np.roll(images[i], (int(dy[i]), int(dx[i])), axis=(0, 1))
-        # np.roll wraps around: clear the row and column that came in from the other side.
-        if dy[i] == 1:
-            rolled[0, :] = 0
-        elif dy[i] == -1:
-            rolled[-1, :] = 0
-        if dx[i] == 1:
-            rolled[:, 0] = 0
-        elif dx[i] == -1:
-            rolled[:, -1] = 0
-        shifted[i] = rolled
-    flat = shifted.reshape(n, 64)
-    noise = rng.normal(0.0, 1.0, flat.shape) * (flat > 0)
-    return _canonical(flat * rng.uniform(0.8, 1.2, (n, 1)) + noise)
 
 
 class UniformRandom:
@@ -87,7 +64,7 @@ class NaturalData:
         self.next += taken.shape[0]
         if taken.shape[0] < size:
             extra = self.pool[self.rng.integers(0, self.pool.shape[0], size - taken.shape[0])]
-            taken = np.concatenate([taken, augment(extra, self.rng)])
+            taken = np.concatenate([taken, augment_digits(extra, self.rng)])
         return taken
 
     def observe(self, inputs: np.ndarray, labels: np.ndarray, confidences: np.ndarray) -> None:

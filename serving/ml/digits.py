@@ -1,8 +1,15 @@
 """The demo data set: scikit-learn's bundled 8x8 digits (the UCI optdigits test set), split once, reproducibly.
 
 scikit-learn is used only to read its bundled copy of the data (no network); training and inference are numpy.
-The held-out rows are chosen by a seeded, per-class (stratified) shuffle and are never used for training: every
-metric called "holdout" is measured on them.
+Three disjoint parts, chosen by one seeded, per-class (stratified) shuffle:
+
+- held-out rows, never used for training: every metric called "holdout" is measured on them;
+- public rows, never used for training either: digits anyone may own, the natural data of an outside attacker
+  (the red-team exercise). A model thief does not hold the owner's training set, only data like it; were these
+  rows training rows, a copy would learn the owner's labels of its own training set, which no API can withhold;
+- training rows: the owner's private data, all the rest.
+
+`augment_digits` makes the natural variants (shifts, stroke weight, noise) that the defended model is trained on.
 """
 
 import hashlib
@@ -16,19 +23,25 @@ DIGITS_ROWS = 1797
 DIGITS_FEATURES = 64
 DIGITS_MAX = 16  # pixel intensities are integers 0..16
 DIGITS_CLASSES = 10
+# Public digits set aside per class: 269 rows, about a quarter of what the owner trains on.
+DEFAULT_PUBLIC_FRACTION = 0.15
 
 
 @dataclass(frozen=True, eq=False)
 class DigitsSplit:
-    """A train/held-out split. `train_index` / `test_index` are row numbers in the canonical data set (disjoint,
-    together all 1797 rows); `provenance` is what the registry records for a model trained on this split."""
+    """A train/held-out/public split. `train_index`, `test_index` and `public_index` are row numbers in the
+    canonical data set (disjoint, together all 1797 rows); `provenance` is what the registry records for a model
+    trained on this split."""
 
     X_train: np.ndarray  # float64 (n_train, 64), raw intensities 0..16
     y_train: np.ndarray  # int64 (n_train,)
     X_test: np.ndarray
     y_test: np.ndarray
+    X_public: np.ndarray
+    y_public: np.ndarray
     train_index: np.ndarray
     test_index: np.ndarray
+    public_index: np.ndarray
     provenance: dict[str, Any]
 
 
@@ -56,30 +69,42 @@ def _load_canonical() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def load_digits_split(*, seed: int = 0, test_fraction: float = 0.25) -> DigitsSplit:
-    """Split the digits data set into train and held-out parts, stratified by class: each class contributes
-    round(test_fraction * its count) held-out rows, picked by a shuffle seeded with `seed`. Same seed, same split."""
+def load_digits_split(
+    *, seed: int = 0, test_fraction: float = 0.25, public_fraction: float = DEFAULT_PUBLIC_FRACTION
+) -> DigitsSplit:
+    """Split the digits data set into training, held-out and public parts, stratified by class: each class
+    contributes round(test_fraction * its count) held-out rows and then round(public_fraction * its count) public
+    rows, taken in that order from one shuffle seeded with `seed`. Same arguments, same split; the held-out rows
+    depend only on the seed and `test_fraction`, so setting public rows aside never moves the yardstick."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError("test_fraction must be strictly between 0 and 1.")
+    if not 0.0 <= public_fraction < 1.0 - test_fraction:
+        raise ValueError("public_fraction must be at least 0 and leave rows to train on after the held-out rows.")
     X, y = _load_canonical()
     rng = np.random.default_rng(seed)
-    test_parts = []
+    test_parts, public_parts = [], []
     for label in np.unique(y):  # sorted, so the random stream is consumed in the same order every time
-        members = np.flatnonzero(y == label)
+        members = rng.permutation(np.flatnonzero(y == label))
         n_test = round(test_fraction * members.size)
-        test_parts.append(rng.permutation(members)[:n_test])
+        n_public = round(public_fraction * members.size)
+        test_parts.append(members[:n_test])
+        public_parts.append(members[n_test : n_test + n_public])
     test_index = np.sort(np.concatenate(test_parts))
-    is_test = np.zeros(y.size, dtype=bool)
-    is_test[test_index] = True
-    train_index = np.flatnonzero(~is_test)
+    public_index = np.sort(np.concatenate(public_parts))
+    is_training = np.ones(y.size, dtype=bool)
+    is_training[test_index] = False
+    is_training[public_index] = False
+    train_index = np.flatnonzero(is_training)
     provenance = {
         "dataset": DATASET_NAME,
         "sha256": dataset_sha256(X, y),
         "rows": int(y.size),
         "train_rows": int(train_index.size),
         "test_rows": int(test_index.size),
+        "public_rows": int(public_index.size),
         "split_seed": seed,
         "test_fraction": test_fraction,
+        "public_fraction": public_fraction,
         "stratified": True,
     }
     return DigitsSplit(
@@ -87,7 +112,39 @@ def load_digits_split(*, seed: int = 0, test_fraction: float = 0.25) -> DigitsSp
         y_train=y[train_index],
         X_test=X[test_index],
         y_test=y[test_index],
+        X_public=X[public_index],
+        y_public=y[public_index],
         train_index=train_index,
         test_index=test_index,
+        public_index=public_index,
         provenance=provenance,
     )
+
+
+def shift_images(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Shift each 8x8 image (n, 8, 8) by (dy, dx) in {-1, 0, 1} rows and columns, filling with background (0)."""
+    out = np.zeros_like(images)
+    for sy in (-1, 0, 1):
+        for sx in (-1, 0, 1):
+            rows = np.flatnonzero((dy == sy) & (dx == sx))
+            if rows.size == 0:
+                continue
+            ys, ye = max(sy, 0), 8 + min(sy, 0)
+            xs, xe = max(sx, 0), 8 + min(sx, 0)
+            out[rows, ys:ye, xs:xe] = images[rows, ys - sy : ye - sy, xs - sx : xe - sx]
+    return out
+
+
+def augment_digits(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One natural variant of each digit (n, 64), as another writer might draw it: shifted by one pixel one time
+    in ten, strokes scaled by 0.8..1.2, and the inked pixels given noise of standard deviation 1; canonical uint8
+    0..16. Pure numpy, deterministic for the generator's state."""
+    n = X.shape[0]
+    images = np.asarray(X, dtype=np.float64).reshape(n, 8, 8)
+    shifted = rng.random(n) < 0.1
+    dy = np.where(shifted, rng.integers(-1, 2, n), 0)
+    dx = np.where(shifted, rng.integers(-1, 2, n), 0)
+    flat = shift_images(images, dy, dx).reshape(n, DIGITS_FEATURES)
+    scale = rng.uniform(0.8, 1.2, (n, 1))
+    noise = rng.normal(0.0, 1.0, flat.shape) * (flat > 0)
+    return np.clip(np.floor(flat * scale + noise + 0.5), 0, DIGITS_MAX).astype(np.uint8)

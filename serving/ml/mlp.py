@@ -126,10 +126,16 @@ def accuracy(weights: MLPWeights, X: np.ndarray, y: np.ndarray) -> float:
 
 
 def _check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """X as float64 and y as int64 class indices (n,) or float64 target distributions (n, k), with k."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        raise ValueError(f"Expected X (n, features) and y (n,), got {X.shape} and {y.shape}.")
+    if X.ndim != 2 or y.ndim not in (1, 2) or X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise ValueError(f"Expected X (n, features) and y (n,) or (n, classes), got {X.shape} and {y.shape}.")
+    if y.ndim == 2:
+        y = y.astype(np.float64)
+        if y.shape[1] < 2 or not np.isfinite(y).all() or y.min() < 0 or not np.allclose(y.sum(axis=1), 1.0):
+            raise ValueError("Soft targets must be rows of probabilities over at least two classes.")
+        return X, y, int(y.shape[1])
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ValueError("y must hold integer class indices 0..k-1.")
     return X, y.astype(np.int64), int(y.max()) + 1
@@ -166,10 +172,13 @@ def _forward_all(weights: list[np.ndarray], biases: list[np.ndarray], a0: np.nda
 
 def _layer_deltas(weights: list[np.ndarray], activations: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:
     """Per-example gradients of each example's own cross-entropy loss with respect to each layer's
-    pre-activation, shape (n, outputs_i). Not averaged: the caller sums, averages or clips them per example."""
-    probabilities = softmax(activations[-1])
-    delta = probabilities
-    delta[np.arange(y.size), y] -= 1.0
+    pre-activation, shape (n, outputs_i), for class indices `y` (n,) or target distributions (n, k). Not averaged:
+    the caller sums, averages or clips them per example."""
+    delta = softmax(activations[-1])
+    if y.ndim == 2:
+        delta -= y
+    else:
+        delta[np.arange(y.size), y] -= 1.0
     deltas = [delta]
     for i in range(len(weights) - 1, 0, -1):
         # Back through layer i's weights and the ReLU of layer i-1 (its output is activations[i]).
@@ -220,8 +229,9 @@ def train_mlp(
     seed: int,
     input_levels: int | None = None,
 ) -> MLPWeights:
-    """Train an MLP on raw inputs `X` (n, features) in 0..16 and labels `y` in 0..k-1, with mini-batch Adam on the
-    mean cross-entropy plus `l2`/2 * ||W||^2 (weights only, not biases). `input_levels` coarsens the inputs, and the
+    """Train an MLP on raw inputs `X` (n, features) in 0..16 and labels `y` in 0..k-1 (or target distributions
+    (n, k): a teacher's probabilities, for distillation), with mini-batch Adam on the mean cross-entropy plus
+    `l2`/2 * ||W||^2 (weights only, not biases). `input_levels` coarsens the inputs, and the
     returned model coarsens its own inputs the same way at inference. Deterministic for a given `seed`."""
     X, y, n_classes = _check_training_data(X, y)
     _check_hyperparameters(hidden=hidden, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2)
@@ -230,7 +240,7 @@ def train_mlp(
     weights, biases = _he_init([X.shape[1], *hidden, n_classes], rng)
     params = weights + biases  # the same array objects: the optimiser updates the layers in place
     optimiser = _Adam(params, learning_rate)
-    n = y.size
+    n = y.shape[0]
     for _epoch in range(epochs):
         order = rng.permutation(n)
         for start in range(0, n, batch_size):

@@ -9,12 +9,12 @@ passes for a 24 h window when a tier's median organization sends less: the floor
 
 Measured with the seeds below (deterministic), inputs sent when the score first reached the freeze level (80):
 
-    uniform random      free 100   pro 100        boundary probing  free 200   pro 500
-    perturbation walk   free 300   pro 300        recon, then probe free 200   pro 400
+    uniform random      free 200   pro 100        boundary probing  free 100   pro 400
+    perturbation walk   free 300   pro 300        recon, then probe free 100   pro 200
     sybil ring of 5 free accounts retraining on natural data, merged: 1,300 (about 4.5 minutes at full pace)
 
 Honest users (10 free, 10 pro, a heavy pro customer sending 20,000 natural inputs in a day and a heavy free one
-at 9x the free normal): highest score 29, the heavy free user (volume 23.6 + class coverage 5); all others <= 19.
+at 9x the free normal): highest score 29, the heavy free user; all others <= 19.
 
 Not promised: one account retraining on natural digits (Knockoff-style) at the tier's normal volume. Input by
 input it is honest traffic; only its volume differs, and volume alone must not freeze a big honest customer. A

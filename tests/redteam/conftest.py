@@ -75,7 +75,7 @@ def summary() -> dict:
         "days": 30,
         "checkpoints": [100, 300, 1000, 3000],
         "heldout_rows": 450,
-        "pool_rows": 1347,
+        "pool_rows": 269,
         "model": {"slug": "digits", "full": "v-full", "defended": "v-defended"},
         "baselines": {"defended_agreement": 0.9667, "public_labels_agreement": 0.9878},
         "campaigns": [

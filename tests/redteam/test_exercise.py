@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.db.models import Sum
@@ -18,8 +19,10 @@ from billing.dashboard.revenue import revenue_summary
 from redteam import exercise, measure
 from redteam.copies import CopyRecipe
 from redteam.models import RedTeamRun
+from serving.ml.digits import load_digits_split
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush, querylog_pending
+from serving.registry.models import ModelVersion
 from tests.processes import celery_worker, web_server
 from tiers.models import Tier
 
@@ -133,3 +136,23 @@ def test_every_campaign_runs_over_http_and_the_report_counts_what_the_server_log
     for code in ("free", "pro", "enterprise"):
         ET.fromstring((tmp_path / "report" / f"agreement-{code}.svg").read_text())  # noqa: S314 - our own file
     assert "Report:" in out.getvalue()
+
+
+def test_the_attackers_pool_is_the_public_digits_which_trained_nothing_and_measure_nothing(registered_digits):
+    split = load_digits_split(seed=0)
+
+    reference = exercise.load_reference()
+
+    assert np.array_equal(reference.pool, split.X_public) and np.array_equal(reference.pool_labels, split.y_public)
+    assert np.array_equal(reference.heldout, split.X_test)
+    pool = {row.tobytes() for row in reference.pool.astype(np.uint8)}
+    assert not pool & {row.tobytes() for row in np.concatenate([split.X_train, split.X_test]).astype(np.uint8)}
+
+
+def test_a_full_model_trained_on_every_digit_outside_the_held_out_rows_is_refused(registered_digits):
+    full = registered_digits["full"]
+    provenance = {key: value for key, value in full.provenance.items() if not key.startswith("public_")}
+    ModelVersion.objects.filter(pk=full.pk).update(provenance=provenance)
+
+    with pytest.raises(RuntimeError, match="no public digits are left for the attacker"):
+        exercise.load_reference()

@@ -65,8 +65,10 @@ def test_the_recommendation_needs_at_least_one_day():
         measure.recommended_daily_quota(100, 0)
 
 
-def _campaign(name, tier, *, curve, freeze=None, accounts=1, frozen_accounts=0, queries=None):
-    return {
+def _campaign(name, tier, *, curve, freeze=None, accounts=1, frozen_accounts=0, queries=None, light=None):
+    """`curve`: (queries, agreement, watermark p or None); `light`: {queries: (agreement, watermark p)}."""
+    light = light or {}
+    data = {
         "name": name,
         "tier": tier,
         "accounts": accounts,
@@ -80,6 +82,11 @@ def _campaign(name, tier, *, curve, freeze=None, accounts=1, frozen_accounts=0, 
         "frozen_accounts": frozen_accounts,
         "all_frozen": frozen_accounts == accounts,
     }
+    for point in data["curve"]:
+        if point["queries"] in light:
+            agreement, p_value = light[point["queries"]]
+            point["light"] = {"agreement": agreement, "watermark": {"p_value": p_value}}
+    return data
 
 
 def _summary(campaigns):
@@ -124,3 +131,21 @@ def test_targets_fail_on_a_late_freeze_a_good_unnatural_copy_a_broken_ring_or_a_
 def test_targets_not_run_are_not_judged():
     targets = measure.evaluate_targets(_summary([_campaign("natural", "free", curve=[(100, 0.9, 1.0)])]))
     assert [t.met for t in targets] == [None, None, None, True, None]
+
+
+def test_the_lighter_copy_counts_for_the_natural_data_and_the_watermark_targets():
+    natural = _campaign("natural", "free", curve=[(100, 0.9, 1.0), (3_000, 0.96, 0.001)], light={3_000: (0.97, 0.4)})
+
+    targets = measure.evaluate_targets(_summary([natural]))
+
+    assert targets[3].met is False and targets[3].detail == "free natural: best 97.0%"
+    assert targets[4].met is False
+    assert targets[4].detail == "free natural at 3,000: p = 0.001; free natural at 3,000 (light copy): p = 0.4"
+
+
+def test_copies_lists_the_close_copy_and_the_light_one_where_there_is_one():
+    plain = {"queries": 100, "agreement": 0.9, "watermark": None}
+    both = {**plain, "light": {"agreement": 0.8, "watermark": {"p_value": 0.5}}}
+
+    assert measure.copies(plain) == [("close", 0.9, None)]
+    assert measure.copies(both) == [("close", 0.9, None), ("light", 0.8, {"p_value": 0.5})]

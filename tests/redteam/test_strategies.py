@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, UniformRandom, augment
+from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, UniformRandom
 
 
 def _canonical(rows: np.ndarray, size: int) -> None:
@@ -23,15 +23,6 @@ def test_natural_data_sends_every_pool_row_once_then_augmented_ones():
     extra = strategy.next_batch(10)
     _canonical(extra, 10)
     assert not {bytes(row) for row in extra} & {bytes(row) for row in pool.astype(np.uint8)}
-
-
-def test_augmented_digits_stay_close_to_their_originals():
-    base = np.zeros((200, 64))
-    base[:, 27:29] = 16
-    out = augment(base, np.random.default_rng(0))
-    _canonical(out, 200)
-    assert out.sum(axis=1).mean() > 20  # strokes kept (scaled 0.8..1.2, shifted at most one pixel)
-    assert (out.astype(int).sum(axis=1) <= 2 * 16 * 1.3 + 8).all()
 
 
 def test_adaptive_boundary_starts_uniform_then_queries_points_its_copy_labels_ambiguously():

@@ -50,12 +50,12 @@ ENTROPY_FULL = 0.50
 
 # low_confidence: an answer is low-confidence below 0.6 (the free tier rounds to one decimal, so "0.5 or less").
 # The share counts from twice the natural share (or natural + 5 points, whichever is higher) to 30%: the defended
-# model answers only ~3% of natural digits below 0.6, and even a bisection onto its boundary gets 15-30% (the
-# coarsened inputs and the label guard keep most answers confident).
+# model answers ~8% of natural digits below 0.6 (it answers with probabilities softened at temperature 2), and a
+# bisection onto its boundary or uniform-random inputs get 30-55%.
 LOW_CONFIDENCE = 0.6
 LOW_CONFIDENCE_MAX_POINTS = 30.0
 LOW_CONFIDENCE_FULL = 0.30
-# The natural share assumed when the profile has none measured: the demo's defended model answers ~3% of natural
+# The natural share assumed when the profile has none measured: the demo's defended model answers ~8% of natural
 # digits below 0.6 under the free tier's noise; 10% errs towards not flagging a model we know nothing about.
 LOW_CONFIDENCE_DEFAULT_BASELINE = 0.10
 

@@ -196,7 +196,7 @@ def natural_data_retrainer(
     rng = np.random.default_rng(seed)
     if pool is None:
         split = digits_split()
-        everything = np.concatenate([split.X_train, split.X_test]).astype(np.uint8)
+        everything = np.concatenate([split.X_train, split.X_public, split.X_test]).astype(np.uint8)
         pool = everything[rng.permutation(everything.shape[0])]
     return run_attack(
         _natural_strategy(pool),
@@ -256,7 +256,7 @@ def sybil_ring(
     streams = []
     if strategy == "natural_data":
         split = digits_split()
-        everything = np.concatenate([split.X_train, split.X_test]).astype(np.uint8)
+        everything = np.concatenate([split.X_train, split.X_public, split.X_test]).astype(np.uint8)
         shards = np.array_split(everything[rng.permutation(everything.shape[0])], accounts)
         for i, shard in enumerate(shards):
             streams.append(

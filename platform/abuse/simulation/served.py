@@ -10,8 +10,8 @@ import numpy as np
 
 from abuse.extraction import InputProfile
 from serving.defenses import DefenseConfig, apply_defenses
-from serving.ml.demo import CLASS_LABELS, DEFENDED, SPLIT_SEED, train_variant
-from serving.ml.digits import DIGITS_MAX, DigitsSplit, load_digits_split
+from serving.ml.demo import CLASS_LABELS, DEFENDED, FULL, SPLIT_SEED, train_variant
+from serving.ml.digits import DigitsSplit, augment_digits, load_digits_split
 from serving.ml.mlp import MLPWeights, forward_logits
 
 # The simulation's own keys: the watermark and noise choices are as random as production's, but not production's.
@@ -108,9 +108,9 @@ def digits_split() -> DigitsSplit:
 @functools.cache
 def demo_model() -> MLPWeights:
     """The defended demo model the public tiers are served by, trained once per process: the very weights of
-    `train_demo_models().defended` (same split, configuration and seed; training is deterministic), without
-    training the full model too."""
-    return train_variant(digits_split(), DEFENDED)
+    `train_demo_models().defended` (same split, configurations and seeds; training is deterministic)."""
+    split = digits_split()
+    return train_variant(split, DEFENDED, teacher=train_variant(split, FULL))
 
 
 def answer(
@@ -153,43 +153,19 @@ def reference_profile(model: MLPWeights | None = None, *, tier: str = "free") ->
 # --- Natural inputs ---------------------------------------------------------------------------------------------
 
 
-def _shift(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Shift each 8x8 image by (dy, dx) in {-1, 0, 1}, filling with background (0)."""
-    out = np.zeros_like(images)
-    for sy in (-1, 0, 1):
-        for sx in (-1, 0, 1):
-            rows = np.flatnonzero((dy == sy) & (dx == sx))
-            if rows.size == 0:
-                continue
-            src = images[rows]
-            dst = np.zeros_like(src)
-            ys, ye = max(sy, 0), 8 + min(sy, 0)
-            xs, xe = max(sx, 0), 8 + min(sx, 0)
-            dst[:, ys:ye, xs:xe] = src[:, ys - sy : ye - sy, xs - sx : xe - sx]
-            out[rows] = dst
-    return out
-
-
 def natural_digits(rng: np.random.Generator, n: int, *, exact_share: float = 0.3) -> np.ndarray:
     """`n` natural digits (n, 64) uint8: a share `exact_share` are held-out rows as they are, the rest augmented
-    copies of any real digit (train or held-out): shifted by one pixel one time in ten, strokes scaled by
-    0.8..1.2, and the inked pixels given noise of standard deviation 1. Training rows practically never appear as
-    they are (a real user's digits are new to the model), and two augmented copies of one digit are several
-    pixels' worth apart, like two writers' digits, not a small step from each other."""
+    copies of any real digit (training, public or held-out; `augment_digits`: a one-pixel shift now and then,
+    stroke weight, noise on the inked pixels). Training rows practically never appear as they are (a real user's
+    digits are new to the model), and two augmented copies of one digit are several pixels' worth apart, like two
+    writers' digits, not a small step from each other."""
     split = digits_split()
-    everything = np.concatenate([split.X_train, split.X_test])
+    everything = np.concatenate([split.X_train, split.X_public, split.X_test])
     exact = rng.random(n) < exact_share
     out = np.empty((n, 64), dtype=np.uint8)
     n_exact = int(exact.sum())
     out[exact] = split.X_test[rng.integers(0, split.X_test.shape[0], n_exact)].astype(np.uint8)
     n_aug = n - n_exact
     if n_aug:
-        base = everything[rng.integers(0, everything.shape[0], n_aug)].reshape(n_aug, 8, 8)
-        shifted = rng.random(n_aug) < 0.1
-        dy = np.where(shifted, rng.integers(-1, 2, n_aug), 0)
-        dx = np.where(shifted, rng.integers(-1, 2, n_aug), 0)
-        images = _shift(base, dy, dx).reshape(n_aug, 64)
-        scale = rng.uniform(0.8, 1.2, (n_aug, 1))
-        noise = rng.normal(0.0, 1.0, (n_aug, 64)) * (images > 0)
-        out[~exact] = np.clip(np.floor(images * scale + noise + 0.5), 0, DIGITS_MAX).astype(np.uint8)
+        out[~exact] = augment_digits(everything[rng.integers(0, everything.shape[0], n_aug)], rng)
     return out

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from serving.ml.demo import DEFENDED, train_variant, training_rows
 from serving.ml.digits import load_digits_split
-from serving.ml.mlp import accuracy, forward_logits
+from serving.ml.mlp import accuracy, forward_logits, softmax
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,31 @@ def test_defended_model_is_smaller_coarser_lower_and_within_5_points(demo_run, s
     defended_accuracy = accuracy(defended.weights, split.X_test, split.y_test)
 
     assert full_accuracy - 0.05 <= defended_accuracy < full_accuracy
-    assert defended.weights.hidden == (24,) and defended.weights.input_levels == 4
+    assert defended.weights.hidden == (192,) and defended.weights.input_levels == 4
+    assert defended.metrics["training"]["distillation_temperature"] == 2.0
+
+
+def test_both_models_learn_from_the_training_rows_and_their_variants_never_from_public_or_held_out_rows(split):
+    X, y = training_rows(split, 9)
+
+    assert X.shape == (10 * 1078, 64) and np.array_equal(y, np.tile(split.y_train, 10))
+    assert np.array_equal(X[:1078], split.X_train)
+    unseen = {row.tobytes() for row in np.concatenate([split.X_test, split.X_public]).astype(np.uint8)}
+    assert not unseen & {row.tobytes() for row in X.astype(np.uint8)}
+    assert np.array_equal(training_rows(split, 9)[0], X)  # the same variants for every model
+
+
+def test_distilling_needs_the_teacher(split):
+    with pytest.raises(ValueError, match="teacher"):
+        train_variant(split, DEFENDED)
+
+
+def test_the_distilled_model_answers_natural_digits_less_confidently_than_the_full_model(demo_run, split):
+    full = softmax(forward_logits(demo_run.models.full.weights, split.X_test))
+    defended = softmax(forward_logits(demo_run.models.defended.weights, split.X_test))
+
+    assert defended.max(axis=1).mean() < full.max(axis=1).mean() - 0.05
+    assert np.mean(defended.argmax(axis=1) == full.argmax(axis=1)) > 0.98
 
 
 def test_agreement_with_full_is_the_share_of_held_out_rows_with_the_same_top1(demo_run, split):

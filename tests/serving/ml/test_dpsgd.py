@@ -95,8 +95,8 @@ def test_training_returns_the_epsilon_of_its_steps_and_more_noise_spends_less(sp
     model, epsilon = _dp(split)
     _, quieter = _dp(split, noise_multiplier=2.0)
 
-    # 4 epochs of round(1347 / 64) = 21 Poisson-sampled steps at q = 64 / 1347.
-    assert epsilon == dp_epsilon(sampling_probability=64 / 1347, noise_multiplier=1.1, steps=84, delta=1e-5)
+    # 4 epochs of round(1078 / 64) = 17 Poisson-sampled steps at q = 64 / 1078.
+    assert epsilon == dp_epsilon(sampling_probability=64 / 1078, noise_multiplier=1.1, steps=68, delta=1e-5)
     assert quieter < epsilon
     assert model.hidden == (16,) and model.n_outputs == 10
     assert accuracy(model, split.X_test, split.y_test) > 0.6  # noisy, but it learns

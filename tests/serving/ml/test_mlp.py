@@ -109,7 +109,7 @@ def test_training_learns_and_records_how_inputs_are_prepared(split):
         split.X_train,
         split.y_train,
         hidden=(16,),
-        epochs=5,
+        epochs=8,
         learning_rate=3e-3,
         batch_size=64,
         l2=1e-4,
@@ -159,3 +159,36 @@ def test_bad_hyperparameters_are_refused(split, changes):
     arguments = {"hidden": (4,), "epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "l2": 0.0, "seed": 0} | changes
     with pytest.raises(ValueError, match="must be"):
         train_mlp(split.X_train[:20], split.y_train[:20], **arguments)
+
+
+def test_one_hot_targets_train_exactly_like_their_class_indices(split):
+    arguments = {"hidden": (8,), "epochs": 2, "learning_rate": 3e-3, "batch_size": 32, "l2": 1e-4, "seed": 4}
+    X, y = split.X_train[:300], split.y_train[:300]
+
+    from_labels = train_mlp(X, y, **arguments)
+    from_targets = train_mlp(X, np.eye(10)[y], **arguments)
+
+    for a, b in zip(from_labels.weights + from_labels.biases, from_targets.weights + from_targets.biases, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_student_learns_a_teachers_probabilities(split):
+    arguments = {"hidden": (16,), "epochs": 20, "learning_rate": 3e-3, "batch_size": 64, "l2": 1e-4, "seed": 0}
+    teacher = train_mlp(split.X_train, split.y_train, **arguments)
+
+    student = train_mlp(split.X_train, softmax(forward_logits(teacher, split.X_train)), **arguments | {"seed": 1})
+
+    agreement = np.mean(
+        forward_logits(student, split.X_test).argmax(axis=1) == forward_logits(teacher, split.X_test).argmax(axis=1)
+    )
+    assert agreement > 0.9 and student.n_outputs == 10
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [np.full((20, 10), 0.2), np.full((20, 10), -0.1), np.full((20, 1), 1.0), np.full((20, 10), np.nan)],
+    ids=["rows-not-summing-to-one", "negative", "one-class", "nan"],
+)
+def test_soft_targets_must_be_probability_rows(split, targets):
+    with pytest.raises(ValueError, match="probabilities"):
+        train_mlp(split.X_train[:20], targets, hidden=(4,), epochs=1, learning_rate=1e-3, batch_size=8, l2=0, seed=0)

@@ -104,8 +104,8 @@ def test_dp_trains_the_defended_variant_with_dp_sgd_and_records_its_budget(model
     defended = active_version(model_slug="digits", variant="defended")
     assert full.version == "private" and full.dp_epsilon is None
     assert defended.version == "private-dp"
-    # 30 epochs of round(1347 / 64) = 21 Poisson-sampled steps at q = 64 / 1347, noise 1.1, delta 1e-5.
-    expected = dp_epsilon(sampling_probability=64 / 1347, noise_multiplier=1.1, steps=630, delta=1e-5)
+    # 30 epochs of round(1078 / 64) = 17 Poisson-sampled steps at q = 64 / 1078, noise 1.1, delta 1e-5.
+    expected = dp_epsilon(sampling_probability=64 / 1078, noise_multiplier=1.1, steps=510, delta=1e-5)
     assert defended.dp_epsilon == pytest.approx(expected) and math.isfinite(expected)
     assert defended.dp_delta == 1e-5
     assert defended.metrics["trainer"] == "dp-sgd"
