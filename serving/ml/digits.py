@@ -9,7 +9,7 @@ Three disjoint parts, chosen by one seeded, per-class (stratified) shuffle:
   rows training rows, a copy would learn the owner's labels of its own training set, which no API can withhold;
 - training rows: the owner's private data, all the rest.
 
-`augment_digits` makes the natural variants (shifts, stroke weight, noise) that the defended model is trained on.
+`augment_digits` makes the natural variants (shifts, stroke weight, noise) that both demo models are trained on.
 """
 
 import hashlib
