@@ -43,7 +43,6 @@ from redteam.copies import (
 )
 from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, Strategy, UniformRandom
 from serving.ml.artifacts import load_artifact
-from serving.ml.demo import SPLIT_SEED
 from serving.ml.digits import load_digits_split
 from serving.ml.mlp import MLPWeights, forward_logits
 from serving.registry.selectors import active_version, version_artifact_file
@@ -198,11 +197,9 @@ def load_reference() -> Reference:
             f"the active full version of '{MODEL}' was trained on every digit outside the held-out rows: no public "
             "digits are left for the attacker; retrain with `manage.py train_demo_model`"
         )
-    split = load_digits_split(
-        seed=int(provenance.get("split_seed", SPLIT_SEED)),
-        test_fraction=float(provenance.get("test_fraction", 0.25)),
-        public_fraction=float(provenance["public_fraction"]),
-    )
+    # The split exactly as the provenance recorded it; what it does not record is the loader's default.
+    recorded = {"seed": "split_seed", "test_fraction": "test_fraction", "public_fraction": "public_fraction"}
+    split = load_digits_split(**{arg: provenance[key] for arg, key in recorded.items() if key in provenance})
     return Reference(
         heldout=split.X_test,
         full_labels=labellers["full"](split.X_test),

@@ -10,7 +10,7 @@ from serving.ml.mlp import MLPWeights
 
 @pytest.fixture(scope="session")
 def defended_model() -> MLPWeights:
-    """The model the free and pro tiers are served by (trained once per process, about a second)."""
+    """The model the free and pro tiers are served by (trained once per process with its teacher, a few seconds)."""
     return simulation.demo_model()
 
 
