@@ -8,9 +8,9 @@ reduce what each answer carries while keeping the label right:
 - **keyed logit noise**: Gaussian noise whose seed is an HMAC of the *canonical input* under a server secret, so a
   repeated query — from one key or from a thousand — gets the very same noise and averaging gains nothing; the
   top-1 label is then put back to the model's own unless the input falls in a keyed "flip" fraction (default 0);
-- **watermarking** (DAWN, Szyller et al. 2021): for a keyed fraction of inputs (default 0.5%) the answer is a
-  deterministic wrong label; the caller records which key received it, and `serving.watermark.verify_watermark`
-  later proves that a stolen model learned it.
+- **watermarking** (after DAWN, Szyller et al. 2021, keyed on regions rather than single inputs): the inputs of a
+  keyed fraction of input regions (default 1.5%) are answered with the region's keyed class; the caller records which
+  key received it, and `serving.watermark.verify_watermark` later proves that a stolen model learned it.
 
 Everything here is numpy in, plain data out: no Django, no database, no clock, no global random state. The caller
 (the prediction service) chooses the `DefenseConfig` from the tier — `DefenseConfig.none()` for enterprise keys,
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from serving.watermark import (
+    DEFAULT_WATERMARK_FRACTION,
     N_FEATURES,
     PIXEL_MAX,
     PIXEL_MIN,
@@ -105,10 +106,11 @@ class DefenseConfig:
     - `label_flip_fraction`: in [0, 1); the keyed fraction of inputs on which the noisy label is allowed to stand.
       On every other input the top-1 is put back to the model's own (see `apply_defenses`), so this is an upper
       bound on how often the noise changes a label. With no noise nothing can flip.
-    - `watermark_fraction`: in [0, 1); the keyed fraction of inputs answered with the watermark label.
+    - `watermark_fraction`: in [0, 1); the keyed fraction of input regions whose inputs are answered with the
+      region's watermark class (`serving.watermark`).
     - `return_probabilities`: also return the whole (noisy, coarsened) probability vector.
 
-    The defaults are a public tier's: top-1, two decimals, watermarking at 0.5%, no noise.
+    The defaults are a public tier's: top-1, two decimals, watermarking at 1.5%, no noise.
     """
 
     top_k: int = 1
@@ -116,7 +118,7 @@ class DefenseConfig:
     confidence_buckets: tuple[float, ...] | None = None
     logit_noise_scale: float = 0.0
     label_flip_fraction: float = 0.0
-    watermark_fraction: float = 0.005
+    watermark_fraction: float = DEFAULT_WATERMARK_FRACTION
     return_probabilities: bool = False
 
     def __post_init__(self) -> None:
@@ -296,10 +298,11 @@ def apply_defenses(
     3. Label guard: unless the input's keyed flip draw is below `label_flip_fraction`, if the noisy argmax is not
        `clean`, the two logits are swapped, so the clean class is on top again. Swapping (rather than boosting)
        keeps the set of noisy values, so confidences keep their natural spread.
-    4. Watermark: if the input is a watermark input (`serving.watermark`, keyed by watermark_secret), the clean
-       class's and the watermark class's noisy logits are swapped (after forcing the clean class to the top, so
-       the flip never applies), so the watermark class gets the top probability and the clean class the
-       watermark class's. The confidence of a watermark answer is thus the model's confidence in its own label.
+    4. Watermark: if the input lies in a marked region whose watermark class is not `clean` (`serving.watermark`,
+       keyed by watermark_secret), the clean class's and the watermark class's noisy logits are swapped (after
+       forcing the clean class to the top, so the flip never applies), so the watermark class gets the top
+       probability and the clean class the watermark class's. The confidence of a watermark answer is thus the
+       model's confidence in its own label.
     5. Probabilities = softmax of the result; the label's confidence, the top-k confidences and the probability
        vector are coarsened (buckets, else rounding, else untouched).
 

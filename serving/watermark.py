@@ -1,20 +1,32 @@
-"""Keyed output watermarking (DAWN, Szyller et al. 2021): which answers carry the watermark, and how to prove that a
-suspect model learned from them.
+"""Keyed output watermarking over input regions: which answers carry the watermark, and how to prove that a suspect
+model learned from them.
 
-For a small keyed fraction of inputs the public API answers a deterministic wrong label. Which inputs, and which
-wrong label, are functions of an HMAC-SHA256 of the canonical input under the server's `WATERMARK_SECRET`, so
+DAWN (Szyller et al. 2021) gives a keyed fraction of single inputs a wrong label. That proves theft by a copy that
+memorises its answers, but not by a regularised one trained on natural data: a thief with a few hundred real
+digits sends dozens of variants of each, all but the rare watermark input answered truly, and its copy smooths the
+isolated wrong answers away (the red-team exercise measured exactly that). So the watermark here is keyed on a
+coarse **region** of the input space, not on the input:
 
-- the same input gets the same answer from every key and on every repetition (nothing to average away), and
-- nobody without the secret can tell a watermark answer from an ordinary one, or guess the watermark label.
+- `region_codes`: the image is reduced to its 4x4 block sums, scaled to unit length (so stroke weight does not
+  matter), projected on `REGION_PROJECTIONS` keyed directions and quantised in steps of `REGION_WIDTH` with keyed
+  offsets. Inputs with the same codes share a region; natural variants of one digit mostly share its region, and
+  two different writers' digits mostly do not.
+- HMAC-SHA256 of the region's codes under the server's `WATERMARK_SECRET` decides whether the region is marked
+  (a keyed `fraction` of regions) and its watermark class, uniform over all classes. Every input of a marked
+  region whose own label differs from the region's class is answered with that class: a whole neighbourhood
+  carries one consistent wrong answer, which a copy learns like any other pattern of its training data.
+- Nobody without the secret can tell a marked region, or guess its class; the same input always gets the same
+  answer from every key.
 
-A model trained on our answers reproduces those wrong labels far more often than chance; an independent model
-cannot (see `verify_watermark` for the statistics). This module is pure: numpy and the standard library only, no
-Django. It is also the bottom of the serving stack's input definition: `serving.defenses` imports the canonical
-input constants from here (the probe generator must produce canonical inputs without importing `defenses`).
+`verify_watermark` tests a suspect region by region, exactly (see there). This module is pure: numpy and the
+standard library only, no Django. It is also the bottom of the serving stack's input definition: `serving.defenses`
+imports the canonical input constants from here (the probe generator must produce canonical inputs without
+importing `defenses`).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 from collections.abc import Callable, Sequence
@@ -28,12 +40,23 @@ PIXEL_MIN = 0
 PIXEL_MAX = 16
 
 # Domain separation: the watermark and the noise may one day share a secret by mistake; their HMAC messages never
-# collide because each starts with its own tag. Bump the version to re-key every watermark choice at once.
-WATERMARK_DOMAIN = b"moat.watermark.v1\x00"
-DEFAULT_WATERMARK_FRACTION = 0.005
+# collide because each starts with its own tag. v2: regions (v1 keyed single inputs). Bump the version to re-key
+# every watermark choice at once.
+WATERMARK_DOMAIN = b"moat.watermark.v2\x00"
+REGION_GEOMETRY_DOMAIN = b"moat.watermark.v2.geometry\x00"
+# The region grid and the fraction, chosen on the red-team data (README, "Watermark"). With 6 projections in steps of
+# 0.10, about half of a digit's natural variants share its region, and a thief's 3,000 answers on 269 digits reach
+# 5 to 15 marked regions at 1.5%: a regularised copy of them was flagged (p < 0.01) under each of 12 secrets, at
+# 3,000 and at 10,000 answers. Coarser grids give too few regions to count, finer ones split a digit's variants
+# over regions too small for a regularised copy to learn; 1% of regions left a quarter of those copies unflagged.
+REGION_PROJECTIONS = 6
+REGION_WIDTH = 0.10
+# The price: the share of natural digits in marked regions, about 1.4% of a public tier's answers (README).
+DEFAULT_WATERMARK_FRACTION = 0.015
 DEFAULT_ALPHA = 0.01
 
 _TWO_64 = float(2**64)
+_BLOCK = 2  # 8x8 pixels -> 4x4 blocks of 2x2
 
 
 def check_canonical(rows: np.ndarray) -> np.ndarray:
@@ -54,55 +77,81 @@ def check_canonical(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows)
 
 
-def _row_bytes(canonical_row: np.ndarray | bytes) -> bytes:
-    if isinstance(canonical_row, bytes | bytearray):
-        if len(canonical_row) != N_FEATURES:
-            raise ValueError(f"a canonical row is {N_FEATURES} bytes, got {len(canonical_row)}")
-        return bytes(canonical_row)
-    rows = check_canonical(canonical_row)
-    if rows.shape[0] != 1:
-        raise ValueError(f"expected one canonical row, got {rows.shape[0]}")
-    return rows.tobytes()
+def keyed_digests(messages: bytes, width: int, *, secret: bytes, domain: bytes) -> bytes:
+    """HMAC-SHA256(secret, domain || message) of every `width`-byte message in `messages`, concatenated (32 bytes
+    per message).
 
-
-def _digest(row_bytes: bytes, watermark_secret: bytes) -> bytes:
-    return hmac.digest(watermark_secret, WATERMARK_DOMAIN + row_bytes, "sha256")
-
-
-def keyed_row_digests(rows: np.ndarray, *, secret: bytes, domain: bytes) -> bytes:
-    """HMAC-SHA256(secret, domain || row's 64 bytes) of every canonical row, concatenated (32 bytes per row).
-
-    The hot path's one unavoidable per-row loop. The key's HMAC state is computed once and copied per row, which
+    The hot path's one unavoidable per-row loop. The key's HMAC state is computed once and copied per message, which
     costs about two thirds of a fresh `hmac.digest` (the key pads are not re-hashed).
     """
     keyed = hmac.new(secret, domain, "sha256")
-    raw = rows.tobytes()
     out = []
-    for start in range(0, len(raw), N_FEATURES):
+    for start in range(0, len(messages), width):
         state = keyed.copy()
-        state.update(raw[start : start + N_FEATURES])
+        state.update(messages[start : start + width])
         out.append(state.digest())
     return b"".join(out)
 
 
-def _draw(digest: bytes) -> float:
-    """Bytes 0..7 of the digest as a uniform number in [0, 1): the watermark lottery ticket of the input."""
-    return int.from_bytes(digest[:8], "big") / _TWO_64
+def keyed_row_digests(rows: np.ndarray, *, secret: bytes, domain: bytes) -> bytes:
+    """`keyed_digests` of every canonical row's 64 bytes (the output noise is keyed on the exact input)."""
+    return keyed_digests(rows.tobytes(), N_FEATURES, secret=secret, domain=domain)
 
 
-def _alternative(digest: bytes, clean_index: int, n_classes: int) -> int:
-    """The watermark label: a keyed class `r`, or when `r` is the clean class, a keyed other class.
+# --- Regions -------------------------------------------------------------------------------------------------------
 
-    `r` does not depend on the clean label at all, so the served and the verified watermark label agree even when
-    the model that answered (the defended one) and the model the verifier consults (the full one) disagree, unless
-    `r` happens to be one of their two labels. The result is uniform over the n-1 classes other than the clean one:
-    P(j) = 1/n + (1/n)(1/(n-1)) = 1/(n-1) for every j != clean, which is what the null hypothesis relies on.
+
+def region_features(rows: np.ndarray) -> np.ndarray:
+    """`(n, 16)` float64: each canonical row's 2x2 block sums, scaled to unit length (a blank row stays zero).
+
+    Block sums average the pixel noise of natural variants away; the unit length makes a light and a heavy stroke
+    of the same shape one point.
     """
-    candidate = int.from_bytes(digest[8:16], "big") % n_classes
-    if candidate != clean_index:
-        return candidate
-    step = 1 + int.from_bytes(digest[16:24], "big") % (n_classes - 1)
-    return (clean_index + step) % n_classes
+    rows = check_canonical(rows)
+    per_side = math.isqrt(N_FEATURES) // _BLOCK
+    blocks = rows.reshape(-1, per_side, _BLOCK, per_side, _BLOCK).sum(axis=(2, 4), dtype=np.float64)
+    blocks = blocks.reshape(rows.shape[0], per_side * per_side)
+    norms = np.linalg.norm(blocks, axis=1, keepdims=True)
+    return blocks / np.where(norms > 0, norms, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _region_geometry(watermark_secret: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The keyed grid: unit projection directions `(16, REGION_PROJECTIONS)` and offsets in [0, REGION_WIDTH).
+
+    Drawn from a generator seeded by an HMAC of the secret, so every process derives the same grid and nobody
+    without the secret can. Cached: the hot path must not redo it per request.
+    """
+    seed = int.from_bytes(hmac.digest(watermark_secret, REGION_GEOMETRY_DOMAIN, "sha256"), "big")
+    rng = np.random.default_rng(seed)
+    features = (math.isqrt(N_FEATURES) // _BLOCK) ** 2
+    directions = rng.normal(size=(features, REGION_PROJECTIONS))
+    directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+    offsets = rng.uniform(0.0, REGION_WIDTH, REGION_PROJECTIONS)
+    directions.setflags(write=False)
+    offsets.setflags(write=False)
+    return directions, offsets
+
+
+def region_codes(rows: np.ndarray, *, watermark_secret: bytes) -> np.ndarray:
+    """`(n, REGION_PROJECTIONS)` int8: the keyed grid cell of each canonical row. Rows with equal codes share a
+    region. Unit features projected on unit directions lie in [-1, 1], so every code fits in an int8. The codes come
+    from floating point: a row within about 1e-15 of a cell edge could fall on the other side on a machine whose BLAS
+    sums in another order, about one input in 10^14, so every web process and the verifier agree in practice."""
+    directions, offsets = _region_geometry(bytes(watermark_secret))
+    cells = np.floor((region_features(rows) @ directions + offsets) / REGION_WIDTH)
+    return np.ascontiguousarray(cells.astype(np.int8))
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The watermark's view of a batch of rows: `codes` `(n, REGION_PROJECTIONS)` int8 (equal codes: one region),
+    `marked` `(n,)` bool (the row's region is a watermark region) and `labels` `(n,)` int64 (the region's
+    watermark class, uniform over all classes; defined for unmarked regions too)."""
+
+    codes: np.ndarray
+    marked: np.ndarray
+    labels: np.ndarray
 
 
 def _check_fraction(fraction: float) -> None:
@@ -110,30 +159,35 @@ def _check_fraction(fraction: float) -> None:
         raise ValueError(f"watermark fraction must be in [0, 1), got {fraction}")
 
 
-def _check_classes(clean_index: int, n_classes: int) -> None:
-    if n_classes < 2:
-        raise ValueError("a watermark needs at least two classes")
-    if not 0 <= clean_index < n_classes:
-        raise ValueError(f"clean_index {clean_index} is not a class index in 0..{n_classes - 1}")
+def _region_words(rows: np.ndarray, watermark_secret: bytes) -> tuple[np.ndarray, np.ndarray]:
+    codes = region_codes(rows, watermark_secret=watermark_secret)
+    raw = keyed_digests(codes.tobytes(), REGION_PROJECTIONS, secret=watermark_secret, domain=WATERMARK_DOMAIN)
+    return codes, np.frombuffer(raw, dtype=">u8").reshape(codes.shape[0], 4)
 
 
-def is_watermark_input(canonical_row: np.ndarray | bytes, *, watermark_secret: bytes, fraction: float) -> bool:
-    """True when this canonical input (one (64,) uint8 row, or its 64 bytes) is answered with the watermark label.
+def _marked(words: np.ndarray, fraction: float) -> np.ndarray:
+    return (words[:, 0].astype(np.float64) / _TWO_64) < fraction
 
-    The decision is `HMAC(secret, input)`'s first 8 bytes, read as a number in [0, 1), being below `fraction`: the
-    same input is always in or always out, and the inputs chosen at a smaller fraction are a subset of those chosen
-    at a larger one (so tiers with different fractions never contradict each other).
+
+def in_watermark_region(rows: np.ndarray, *, watermark_secret: bytes, fraction: float) -> np.ndarray:
+    """`(n,)` bool: the canonical row lies in a marked region (whatever its own label)."""
+    _check_fraction(fraction)
+    return _marked(_region_words(check_canonical(rows), watermark_secret)[1], fraction)
+
+
+def watermark_regions(rows: np.ndarray, n_classes: int, *, watermark_secret: bytes, fraction: float) -> Regions:
+    """Each row's region, whether it is marked, and its watermark class: one HMAC per row.
+
+    Bytes 0..7 of HMAC(secret, domain || codes), read as a number in [0, 1), below `fraction` mark the region, so
+    the regions marked at a smaller fraction are a subset of those marked at a larger one (tiers with different
+    fractions never contradict each other); bytes 8..15 modulo `n_classes` are its class.
     """
     _check_fraction(fraction)
-    return _draw(_digest(_row_bytes(canonical_row), watermark_secret)) < fraction
-
-
-def watermark_label_index(
-    canonical_row: np.ndarray | bytes, clean_index: int, n_classes: int, *, watermark_secret: bytes
-) -> int:
-    """The class index a watermark answer for this input carries: keyed, deterministic, never `clean_index`."""
-    _check_classes(clean_index, n_classes)
-    return _alternative(_digest(_row_bytes(canonical_row), watermark_secret), clean_index, n_classes)
+    if n_classes < 2:
+        raise ValueError("a watermark needs at least two classes")
+    codes, words = _region_words(check_canonical(rows), watermark_secret)
+    labels = (words[:, 1] % np.uint64(n_classes)).astype(np.int64)
+    return Regions(codes=codes, marked=_marked(words, fraction), labels=labels)
 
 
 def watermark_batch(
@@ -144,84 +198,60 @@ def watermark_batch(
     watermark_secret: bytes,
     fraction: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Both watermark decisions for a batch, with one HMAC per row (the serving hot path).
+    """The serving hot path's watermark decision for a batch: `(is_watermark, label_index)`.
 
-    Returns `(is_watermark, label_index)`: a bool array, and an int array that holds the watermark label for every
-    row (as if it were a watermark input; the verifier uses the others as a control group). Same results as
-    `is_watermark_input` / `watermark_label_index` row by row.
+    A row is answered with the watermark when its region is marked and the region's class is not the row's own
+    clean class (a row that already is the region's class is answered truly). `label_index` is the region's class
+    for every row.
     """
-    _check_fraction(fraction)
     rows = check_canonical(canonical_inputs)
     clean = np.asarray(clean_indices, dtype=np.int64).reshape(-1)
     if clean.shape[0] != rows.shape[0]:
         raise ValueError(f"{rows.shape[0]} inputs but {clean.shape[0]} clean labels")
-    if n_classes < 2:
-        raise ValueError("a watermark needs at least two classes")
     if clean.size and (clean.min() < 0 or clean.max() >= n_classes):
         raise ValueError(f"clean labels must be class indices in 0..{n_classes - 1}")
-    # The same reading of the digest as `_draw` and `_alternative`, vectorised: four big-endian 64-bit words.
-    words = np.frombuffer(keyed_row_digests(rows, secret=watermark_secret, domain=WATERMARK_DOMAIN), dtype=">u8")
-    words = words.reshape(rows.shape[0], 4)
-    chosen = (words[:, 0].astype(np.float64) / _TWO_64) < fraction
-    candidate = (words[:, 1] % np.uint64(n_classes)).astype(np.int64)
-    step = 1 + (words[:, 2] % np.uint64(n_classes - 1)).astype(np.int64)
-    labels = np.where(candidate != clean, candidate, (clean + step) % n_classes)
-    return chosen, labels
+    regions = watermark_regions(rows, n_classes, watermark_secret=watermark_secret, fraction=fraction)
+    return regions.marked & (regions.labels != clean), regions.labels
 
 
 # --- Verification ------------------------------------------------------------------------------------------------
 
 
-def binomial_upper_tail(successes: int, trials: int, probability: float) -> float:
-    """P(X >= successes) for X ~ Binomial(trials, probability), computed exactly term by term.
-
-    Each term C(n, k) p^k (1-p)^(n-k) is formed in log space (`math.lgamma`), so neither the binomial coefficient
-    nor a tiny p^k over- or underflows for thousands of trials; the terms are summed relative to the largest
-    (log-sum-exp). No normal approximation: the counts here are small, where approximations are worst.
-    """
-    if trials < 0 or successes < 0:
-        raise ValueError("successes and trials must be non-negative")
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must be in [0, 1], got {probability}")
-    if successes == 0:
+def sum_of_uniform_choices_tail(choices: Sequence[Sequence[int]], observed: int) -> float:
+    """P(S >= observed) for S = sum of one value drawn uniformly and independently from each list of `choices`
+    (non-negative integers), by convolving the per-list distributions: no approximation beyond float rounding."""
+    if observed <= 0:
         return 1.0
-    if successes > trials:
-        return 0.0
-    if probability == 0.0:
-        return 0.0
-    if probability == 1.0:
-        return 1.0
-    log_p, log_q = math.log(probability), math.log1p(-probability)
-    log_n_fact = math.lgamma(trials + 1)
-    logs = [
-        log_n_fact - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + k * log_p + (trials - k) * log_q
-        for k in range(successes, trials + 1)
-    ]
-    top = max(logs)
-    total = top + math.log(math.fsum(math.exp(value - top) for value in logs))
-    return min(1.0, math.exp(total))
+    distribution = np.ones(1)
+    for values in choices:
+        values = np.asarray(values, dtype=np.int64)
+        if values.size == 0 or values.min() < 0:
+            raise ValueError("every choice is a non-empty list of non-negative counts")
+        step = np.bincount(values).astype(np.float64) / values.size
+        distribution = np.convolve(distribution, step)
+    return float(min(1.0, distribution[observed:].sum()))
 
 
 @dataclass(frozen=True)
 class WatermarkVerification:
     """The evidence that a suspect learned from our watermarked answers.
 
-    - `inputs`: distinct canonical inputs examined (duplicates are dropped: the same input asked twice is one
-      observation, not two — counting it twice would fake independence).
-    - `watermark_inputs` / `matches`: how many of them are watermark inputs, and on how many of those the suspect
-      answered exactly our watermark label.
-    - `chance_rate`: the match probability under the null hypothesis "the suspect never saw our watermark answers",
-      1/(n_classes-1) (see `verify_watermark`); `p_value`: P(X >= matches), X ~ Binomial(watermark_inputs,
-      chance_rate); `verdict`: p_value < alpha.
-    - `control_inputs` / `control_matches` / `control_rate`: the same count on the non-watermark inputs (their
-      would-be watermark label). Informational: an honest model's rate sits well below `chance_rate`; a suspect
-      that answers randomly sits near 1/n_classes; neither can exceed `chance_rate` without the secret.
+    - `inputs`: distinct canonical inputs examined (the same input asked twice is one observation).
+    - `regions` / `watermark_inputs`: the marked regions tested (those whose class is not the majority of our own
+      labels for their inputs) and how many of the inputs fall in them.
+    - `matches`: on how many of those inputs the suspect answered its region's watermark class; `expected_matches`:
+      the mean of that count under the null hypothesis; `p_value`: P(count >= matches) under it (see
+      `verify_watermark`); `verdict`: p_value < alpha.
+    - `control_inputs` / `control_matches` / `control_rate`: the same count in the unmarked regions (their would-be
+      class, where it is not the region's majority). Informational: it is what a suspect's answers look like
+      against classes it never saw.
     """
 
     inputs: int
+    regions: int
     watermark_inputs: int
     matches: int
-    chance_rate: float
+    expected_matches: float
     p_value: float
     verdict: bool
     alpha: float
@@ -243,7 +273,7 @@ def verify_watermark(
     fraction: float = DEFAULT_WATERMARK_FRACTION,
     alpha: float = DEFAULT_ALPHA,
 ) -> WatermarkVerification:
-    """Test whether a suspect model reproduces our watermark labels more often than an independent model could.
+    """Test whether a suspect model answers our marked regions' classes more often than an independent model could.
 
     `canonical_inputs` is `(n, 64)` uint8; `suspect_labels[i]` is the class index the suspect answered for row i
     (-1 for an answer that is not one of our classes: it never matches). `clean_label_fn(rows) -> indices` gives
@@ -251,15 +281,19 @@ def verify_watermark(
     this function stays pure. `fraction` must be the (largest) watermark fraction the suspect's tier was served
     with.
 
-    Null hypothesis: the suspect's answers do not depend on our watermark secret. For a watermark input x, our
-    label w(x) is uniform over the n-1 classes other than the clean one, and pseudo-random given x. Whatever the
-    suspect answers, s(x): if s(x) is the clean class it never matches, otherwise it matches with probability
-    exactly 1/(n-1). So the number of matches is stochastically dominated by Binomial(watermark_inputs, 1/(n-1))
-    for ANY suspect that lacks the secret — however accurate, biased or confused — and the test's false positive
-    rate is at most alpha. We chose this conservative null over estimating the suspect's own base rate (the
-    control group): an estimate carries its own error into the p-value, while a thief that memorised our
-    watermark answers matches at a rate near 1, so a handful of watermark inputs suffice
-    ((1/9)^3 < 0.002 with ten classes). The control rate is still reported, for the operator.
+    The inputs are grouped by region. For a marked region R with inputs I_R, m_R is the majority of our own labels
+    on I_R (lowest class on ties) and w_R its watermark class; regions with w_R = m_R are skipped (they changed
+    almost no answer). The statistic is the number of inputs on which the suspect answered w_R, summed over the
+    tested regions.
+
+    Null hypothesis: the suspect's answers do not depend on our watermark secret. Given the regions, their inputs
+    and the suspect's answers, each w_R is then uniform over the classes other than m_R and independent of every
+    other region's (one HMAC draw per region). So the null distribution of the statistic is exactly that of a sum,
+    over regions, of the suspect's answer count for one class drawn uniformly from the n-1 classes other than m_R:
+    computed exactly (`sum_of_uniform_choices_tail`), for ANY suspect that lacks the secret, however accurate,
+    biased or confused. Answers within one region are strongly correlated (the suspect treats neighbours alike);
+    counting regions as the independent draws is what keeps this test honest where a per-input binomial would
+    over-accuse.
     """
     rows = check_canonical(canonical_inputs)
     suspect = np.asarray(suspect_labels, dtype=np.int64).reshape(-1)
@@ -274,23 +308,35 @@ def verify_watermark(
     clean = np.asarray(clean_label_fn(rows), dtype=np.int64).reshape(-1)
     if clean.shape[0] != rows.shape[0]:
         raise ValueError("clean_label_fn must return one class index per input")
-    chosen, watermark_labels = watermark_batch(
-        rows, clean, n_classes, watermark_secret=watermark_secret, fraction=fraction
-    )
-    hits = suspect == watermark_labels
-    watermark_inputs = int(chosen.sum())
-    matches = int(hits[chosen].sum())
-    control_inputs = int((~chosen).sum())
-    control_matches = int(hits[~chosen].sum())
-    chance_rate = 1.0 / (n_classes - 1)
-    p_value = binomial_upper_tail(matches, watermark_inputs, chance_rate)
+    regions = watermark_regions(rows, n_classes, watermark_secret=watermark_secret, fraction=fraction)
+    _, first_of_region, region_of = np.unique(regions.codes, axis=0, return_index=True, return_inverse=True)
+    region_of = region_of.reshape(-1)
+    n_regions = first_of_region.size
+    # Per region: our labels' counts (for the majority) and the suspect's answers' counts, one row per region.
+    ours = np.zeros((n_regions, n_classes), dtype=np.int64)
+    np.add.at(ours, (region_of, clean), 1)
+    answered = np.zeros((n_regions, n_classes), dtype=np.int64)
+    valid = (suspect >= 0) & (suspect < n_classes)
+    np.add.at(answered, (region_of[valid], suspect[valid]), 1)
+    majority = ours.argmax(axis=1)
+    label = regions.labels[first_of_region]
+    marked = regions.marked[first_of_region]
+    sizes = ours.sum(axis=1)
+    hits = answered[np.arange(n_regions), label]
+    tested = marked & (label != majority)
+    control = ~marked & (label != majority)
+    choices = [np.delete(answered[r], majority[r]) for r in np.flatnonzero(tested)]
+    matches = int(hits[tested].sum())
+    control_inputs, control_matches = int(sizes[control].sum()), int(hits[control].sum())
+    p_value = sum_of_uniform_choices_tail(choices, matches)
     return WatermarkVerification(
         inputs=int(rows.shape[0]),
-        watermark_inputs=watermark_inputs,
+        regions=len(choices),
+        watermark_inputs=int(sizes[tested].sum()),
         matches=matches,
-        chance_rate=chance_rate,
+        expected_matches=float(sum(choice.mean() for choice in choices)),
         p_value=p_value,
-        verdict=watermark_inputs > 0 and p_value < alpha,
+        verdict=bool(choices) and p_value < alpha,
         alpha=alpha,
         control_inputs=control_inputs,
         control_matches=control_matches,
@@ -345,16 +391,16 @@ def watermark_probe_inputs(
     base_inputs: np.ndarray | None = None,
     max_candidates: int | None = None,
 ) -> np.ndarray:
-    """`n` distinct, natural-looking canonical inputs that are all watermark inputs: `(n, 64)` uint8.
+    """`n` distinct, natural-looking canonical inputs that all lie in marked regions: `(n, 64)` uint8.
 
-    A suspect shows our watermark on an input only if it learned our answer for that very input (or one close
-    enough that its model generalises the label), so the best probes are the inputs a thief most likely asked.
-    With `base_inputs` (canonical rows, e.g. the public data set thieves start from, or the inputs a suspect key
-    sent), the base rows that are themselves watermark inputs come first, in their order; the rest are small
-    variations of base rows, kept when they are watermark inputs. Without them, variations of built-in digit
-    glyphs are used: those find a thief only if it generalised from nearby watermark answers, so prefer real
-    inputs. Deterministic for a given `seed`. Raises RuntimeError when `max_candidates` (default 200/fraction per
-    probe, with a floor) run out first.
+    A suspect shows our watermark in a region only if it learned our answers there, so the best probes are the
+    inputs a thief most likely asked. With `base_inputs` (canonical rows, e.g. the public data set thieves start
+    from, or the inputs a suspect key sent), the base rows in marked regions come first, in their order; the rest
+    are small variations of base rows, kept when they fall in a marked region. Without them, variations of
+    built-in digit glyphs are used: those find a thief only if its copy generalised our answers to them, so prefer
+    real inputs. Several probes may share a region; `verify_watermark` counts the region once. Deterministic for a
+    given `seed`. Raises RuntimeError when `max_candidates` (default 200/fraction per probe, with a floor) run out
+    first.
     """
     if n < 0:
         raise ValueError("n must be non-negative")
@@ -369,13 +415,13 @@ def watermark_probe_inputs(
     seen: set[bytes] = set()
 
     def consider(candidates: np.ndarray) -> None:
+        marked = in_watermark_region(candidates, watermark_secret=watermark_secret, fraction=fraction)
         raw = candidates.tobytes()
-        for i in range(candidates.shape[0]):
+        for i in np.flatnonzero(marked):
             row = raw[i * N_FEATURES : (i + 1) * N_FEATURES]
             if len(found) < n and row not in seen:
                 seen.add(row)
-                if _draw(_digest(row, watermark_secret)) < fraction:
-                    found.append(row)
+                found.append(row)
 
     if base_inputs is not None:
         consider(base[:budget])

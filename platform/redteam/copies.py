@@ -45,7 +45,7 @@ class CopyRecipe:
 
 
 # Retraining on labels: a thief fits its answers as closely as it can (a layer wider than the defended model's, no
-# weight decay, 150 epochs), which is what makes it learn the watermark answers too (DAWN, Szyller et al. 2021).
+# weight decay, 150 epochs), the copy that memorises most of what it was answered.
 LABEL_RECIPE = CopyRecipe(
     hidden=(256,), epochs=150, learning_rate=2e-3, batch_size=64, l2=0.0, min_steps=2_000, max_steps=40_000
 )

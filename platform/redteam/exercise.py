@@ -234,6 +234,7 @@ def _watermark(reference: Reference, tier: Tier, X: np.ndarray, copy: MLPWeights
         alpha=measure.WATERMARK_ALPHA,
     )
     return {
+        "regions": result.regions,
         "watermark_inputs": result.watermark_inputs,
         "matches": result.matches,
         "p_value": result.p_value,

@@ -15,8 +15,9 @@ import numpy as np
 
 CHECKPOINTS = (100, 300, 1_000, 3_000, 10_000)
 CLONE_AGREEMENT = 0.90
-# The watermark target applies to copies trained on at least this many public answers (about 15 watermark answers
-# at the public tiers' 0.5%: enough for p < 0.01 when the copy learned about half of them).
+# The watermark target applies to copies trained on at least this many public answers: a natural-data thief's
+# inputs then reach about 5 to 15 of the public tiers' marked regions (1.5% of regions), enough for p < 0.01 when its
+# copy answers the class of about half of them.
 WATERMARK_MIN_ANSWERS = 3_000
 WATERMARK_ALPHA = 0.01
 # Default of `--days`: cloning to 90% should take one account longer than a billing month, so that a thief pays

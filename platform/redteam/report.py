@@ -122,8 +122,8 @@ def _watermark_cell(campaign: Mapping[str, Any]) -> str:
     largest = max(checked, key=lambda p: p["queries"])
     mark = largest["watermark"]
     flag = "flagged" if mark["verdict"] else "not flagged"
-    return (f"{flag}: p = {mark['p_value']:.2g} ({mark['matches']}/{mark['watermark_inputs']}) at "
-            f"{largest['queries']:,}")  # fmt: skip
+    return (f"{flag}: p = {mark['p_value']:.2g} ({mark['matches']}/{mark['watermark_inputs']} in"
+            f" {mark['regions']} regions) at {largest['queries']:,}")  # fmt: skip
 
 
 def _campaign_row(campaign: Mapping[str, Any], checkpoints: Sequence[int]) -> str:
@@ -199,7 +199,7 @@ def _clone_section(summary: Mapping[str, Any]) -> list[str]:
 def _verdict(mark: Mapping[str, Any] | None) -> str:
     if not mark:
         return "—"
-    return f"{mark['matches']}/{mark['watermark_inputs']}, p = {mark['p_value']:.2g}"
+    return f"{mark['matches']}/{mark['watermark_inputs']} in {mark['regions']} regions, p = {mark['p_value']:.2g}"
 
 
 def _watermark_section(summary: Mapping[str, Any]) -> list[str]:
@@ -215,7 +215,8 @@ def _watermark_section(summary: Mapping[str, Any]) -> list[str]:
         f"Every public copy trained on at least {WATERMARK_MIN_ANSWERS:,} answers, checked with `verify_watermark`"
         f" (flagged below p = {WATERMARK_ALPHA}): the copy above, which fits its answers as closely as it can, and a"
         " lighter one trained on the same answers the way the platform trains its own models (60 epochs, weight"
-        " decay). Matches: watermark answers the copy reproduces, of those it was sent.",
+        " decay). Matches: the copy's answers that are their marked region's watermark class, of its inputs in"
+        " marked regions; the p-value counts regions, not inputs (`serving.watermark.verify_watermark`).",
         "",
     ]
     if not rows:

@@ -53,7 +53,7 @@ def tier(code: str, *, public: bool, queries: int | None, per_day: int, price: s
 def summary() -> dict:
     freeze = {"account": "free/uniform/1", "kind": "frozen", "queries": 740, "account_queries": 740,
               "seconds": 81.0, "detail": ""}  # fmt: skip
-    watermark = {"watermark_inputs": 16, "matches": 9, "p_value": 2.5e-6, "verdict": True}
+    watermark = {"regions": 5, "watermark_inputs": 16, "matches": 9, "p_value": 2.5e-6, "verdict": True}
     natural = campaign(
         "natural", "pro", [(100, 0.862), (300, 0.936), (1000, 0.957), (3000, 0.968)], queries_to_90=173,
         cost="1.50", base_fees="49.00",
@@ -61,7 +61,7 @@ def summary() -> dict:
     natural["curve"][-1]["watermark"] = watermark
     natural["curve"][-1]["light"] = {
         "agreement": 0.971,
-        "watermark": {"watermark_inputs": 16, "matches": 2, "p_value": 0.57, "verdict": False},
+        "watermark": {"regions": 5, "watermark_inputs": 16, "matches": 2, "p_value": 0.57, "verdict": False},
     }
     return {
         "format": 1,

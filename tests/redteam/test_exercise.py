@@ -111,7 +111,7 @@ def test_every_campaign_runs_over_http_and_the_report_counts_what_the_server_log
             assert all(point["watermark"] is None for point in curve)
         else:
             marks = [point["watermark"] for point in curve]
-            assert all(mark["watermark_inputs"] >= mark["matches"] >= 0 for mark in marks)
+            assert all(mark["watermark_inputs"] >= mark["matches"] >= 0 and mark["regions"] >= 0 for mark in marks)
 
     # The tiers' figures: the cheapest clone and its price, as the console will read them.
     for code, tier in summary["tiers"].items():

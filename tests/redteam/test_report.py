@@ -31,9 +31,12 @@ def test_the_markdown_shows_the_summarys_figures(summary):
         "| uniform | 1 | 740 | 38.0% | 41.0% | — | — | 45.2% | not reached | no | 740 q, 81 s | $0.00 | n/a |" in text
     )
     assert "| natural | 1 | 3,000 | 86.2% | 93.6% | 95.7% | 96.8% | 96.8% | 173 |" in text
-    assert "$1.50 + $49.00/month | flagged: p = 2.5e-06 (9/16) at 3,000 |" in text
+    assert "$1.50 + $49.00/month | flagged: p = 2.5e-06 (9/16 in 5 regions) at 3,000 |" in text
     assert "$0.00 + $2,000.00/month | n/a |" in text
-    assert "| pro | natural | 3,000 | 96.8% | 9/16, p = 2.5e-06 | 97.1% | 2/16, p = 0.57 |" in text
+    assert (
+        "| pro | natural | 3,000 | 96.8% | 9/16 in 5 regions, p = 2.5e-06 | 97.1% | 2/16 in 5 regions, p = 0.57 |"
+        in text
+    )
     assert "| Pro | 173 | natural | $0.15 | 200,000 | 9 |" in text
     assert "| Enterprise | 100 | equation_solving | $0.15 | 5,000,000 | n/a (by contract) |" in text
     assert "| Free | not reached | — | — | 10,000 | — |" in text

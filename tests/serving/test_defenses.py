@@ -13,7 +13,7 @@ from serving.defenses import (
     input_digest,
     softmax,
 )
-from serving.watermark import is_watermark_input
+from serving.watermark import in_watermark_region, watermark_batch
 from tests.serving.defense_helpers import LABELS, NOISE_SECRET, WATERMARK_SECRET, defend, random_inputs, random_logits
 
 # Nothing but the requested defense, so each test sees one mechanism alone.
@@ -81,7 +81,7 @@ def test_input_digest_refuses_non_canonical_rows():
 # --- configuration -----------------------------------------------------------------------------------------------
 
 
-def test_default_config_is_a_public_tier_top_1_two_decimals_half_a_percent_watermarks():
+def test_default_config_is_a_public_tier_top_1_two_decimals_one_and_a_half_percent_watermark_regions():
     config = DefenseConfig()
 
     assert config.top_k == 1
@@ -89,7 +89,7 @@ def test_default_config_is_a_public_tier_top_1_two_decimals_half_a_percent_water
     assert config.confidence_buckets is None
     assert config.logit_noise_scale == 0.0
     assert config.label_flip_fraction == 0.0
-    assert config.watermark_fraction == 0.005
+    assert config.watermark_fraction == 0.015
     assert config.return_probabilities is False
     assert config.perturbs is True
 
@@ -188,8 +188,8 @@ def test_no_defenses_returns_the_exact_softmax_and_the_model_label():
 
 def test_no_defenses_never_watermarks_even_a_watermark_input():
     rows = random_inputs(2000)
-    marked = [i for i in range(2000) if is_watermark_input(rows[i], watermark_secret=WATERMARK_SECRET, fraction=0.05)]
-    assert marked  # the same inputs would be watermarked by a public tier at 5%
+    marked = np.flatnonzero(in_watermark_region(rows, watermark_secret=WATERMARK_SECRET, fraction=0.3))
+    assert marked.size  # the same inputs would be watermarked by a public tier at 30%
 
     answers = defend(random_logits(2000), rows, DefenseConfig.none())
 
@@ -414,7 +414,8 @@ def test_all_defenses_composed_give_consistent_answers():
             assert answer.label != answer.clean_label
     marked = sum(a.watermarked for a in answers)
     flipped = sum(a.label != a.clean_label and not a.watermarked for a in answers)
-    assert 0.04 * n < marked < 0.06 * n
+    expected, _ = watermark_batch(rows, logits.argmax(axis=1), 10, watermark_secret=WATERMARK_SECRET, fraction=0.05)
+    assert marked == int(expected.sum()) > 0
     assert flipped <= 0.02 * n + 4 * math.sqrt(0.02 * n)
     assert answers == defend(logits, rows, config)
 

@@ -14,9 +14,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from serving.defenses import DefenseConfig, apply_defenses
+from serving.ml.digits import augment_digits, load_digits_split
 from serving.predictions.management.commands import verify_watermark as command_module
 from serving.predictions.management.commands.verify_watermark import Command
-from serving.watermark import watermark_batch
+from serving.watermark import watermark_regions
 
 SECRET = "command-test-watermark-secret"
 LABELS = [str(i) for i in range(10)]
@@ -68,7 +69,7 @@ def _thief_answers(rows: np.ndarray) -> list[str]:
     answers = apply_defenses(
         MODEL.logits(rows),
         rows,
-        config=DefenseConfig(watermark_fraction=0.005),
+        config=DefenseConfig(),  # a public tier's: the command's default fraction
         class_labels=LABELS,
         noise_secret=b"noise",
         watermark_secret=SECRET.encode(),
@@ -88,7 +89,22 @@ def _write_csv(path: Path, rows: np.ndarray, labels: list[str], *, header: bool)
 
 
 def _inputs(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 17, size=(n, 64), dtype=np.uint8)
+    """Natural digits: variants of the real ones, as thieves and honest users send."""
+    rng = np.random.default_rng(seed)
+    split = load_digits_split()
+    digits = np.concatenate([split.X_train, split.X_public, split.X_test])
+    return augment_digits(digits[rng.integers(0, digits.shape[0], n)], rng)
+
+
+def _tested_inputs(rows: np.ndarray) -> int:
+    """How many rows lie in marked regions whose class is not the majority of our labels there."""
+    regions = watermark_regions(rows, 10, watermark_secret=SECRET.encode(), fraction=DefenseConfig().watermark_fraction)
+    clean, total = MODEL.labels(rows), 0
+    for code in {c.tobytes() for c in regions.codes[regions.marked]}:
+        members = np.flatnonzero([c.tobytes() == code for c in regions.codes])
+        if regions.labels[members[0]] != np.bincount(clean[members], minlength=10).argmax():
+            total += members.size
+    return total
 
 
 # --- CSV mode ------------------------------------------------------------------------------------------------------
@@ -100,12 +116,12 @@ def test_csv_of_a_thiefs_answers_is_flagged_in_json(tmp_path, stand_in_model):
 
     result = json.loads(_run("--csv", str(path), "--json"))
 
-    chosen, _ = watermark_batch(rows, MODEL.labels(rows), 10, watermark_secret=SECRET.encode(), fraction=0.005)
-    assert result["inputs"] == 5000
-    assert result["watermark_inputs"] == int(chosen.sum()) > 10
-    assert result["matches"] == result["watermark_inputs"]
-    assert result["chance_rate"] == pytest.approx(1 / 9)
-    assert result["p_value"] < 1e-10
+    assert result["inputs"] == np.unique(rows, axis=0).shape[0]
+    assert result["watermark_inputs"] == _tested_inputs(np.unique(rows, axis=0)) > 10
+    assert result["regions"] >= 3
+    assert result["matches"] == result["watermark_inputs"]  # the copy answers every such input as we did
+    assert result["expected_matches"] < result["matches"] / 5
+    assert result["p_value"] < 1e-4
     assert result["verdict"] is True
     assert (result["model"], result["variant"], result["source"]) == ("digits", "full", str(path))
     assert stand_in_model == [("digits", "full")]
@@ -118,8 +134,7 @@ def test_csv_of_an_independent_model_is_not_flagged_and_the_summary_says_so(tmp_
     out = _run("--csv", str(path), "--model", "digits", "--variant", "defended")
 
     assert "Watermark verification of" in out
-    assert "matches (our wm label):   0" in out
-    assert "p-value (binomial tail):  1" in out
+    assert "watermark regions:" in out
     assert "not detected" in out
     assert stand_in_model == [("digits", "defended")]
 
@@ -131,7 +146,7 @@ def test_csv_summary_of_a_thief_reports_detection(tmp_path, stand_in_model):
     out = _run("--csv", str(path))
 
     assert "WATERMARK DETECTED (p < 0.01)" in out
-    assert "chance rate (null):       0.1111" in out
+    assert "p-value (exact, regions):" in out
 
 
 @pytest.mark.parametrize(
@@ -240,8 +255,9 @@ def test_url_mode_probes_a_thief_with_its_own_data_set_and_flags_it(tmp_path, st
         )
     )
 
-    assert result["watermark_inputs"] == 25
-    assert result["matches"] >= 20  # the base rows themselves, plus variations only a generalising copy matches
+    assert result["inputs"] == 25
+    assert result["regions"] >= 3
+    assert result["matches"] >= 15  # the base rows themselves, plus variations only a generalising copy matches
     assert result["verdict"] is True
     assert [r["n"] for r in handler.requests] == [10, 10, 5]
     assert {r["path"] for r in handler.requests} == {"/v1/models/digits/predict"}
@@ -253,8 +269,7 @@ def test_url_mode_does_not_flag_an_honest_api(stand_in_model, suspect_api):
 
     out = _run("--url", url, "--api-key", "k", "--probe-count", "30")
 
-    assert "watermark inputs:         30" in out
-    assert "matches (our wm label):   0" in out
+    assert "distinct inputs:          30" in out
     assert "not detected" in out
     assert [r["n"] for r in handler.requests] == [30]
 

@@ -16,7 +16,7 @@ from serving.ml.mlp import MLPWeights, forward_logits
 
 # The simulation's own keys: the watermark and noise choices are as random as production's, but not production's.
 SIMULATION_NOISE_SECRET = b"moat-simulation-noise-v1"
-SIMULATION_WATERMARK_SECRET = b"moat-simulation-watermark-v1"
+SIMULATION_WATERMARK_SECRET = b"moat-simulation-watermark-v2"
 
 DAY_SECONDS = 86_400.0
 # The pipeline's reading of the query log (settings.ABUSE_RISK_WINDOW, ABUSE_RISK_MAX_INPUTS).
@@ -47,7 +47,7 @@ TIERS: dict[str, TierPace] = {
         per_hour=1_000,
         per_day=10_000,
         max_batch=10,
-        defenses=DefenseConfig(top_k=1, confidence_decimals=1, logit_noise_scale=1.0, watermark_fraction=0.005),
+        defenses=DefenseConfig(top_k=1, confidence_decimals=1, logit_noise_scale=1.0, watermark_fraction=0.015),
         normal_volume=500.0,
     ),
     "pro": TierPace(
@@ -56,7 +56,7 @@ TIERS: dict[str, TierPace] = {
         per_hour=20_000,
         per_day=200_000,
         max_batch=100,
-        defenses=DefenseConfig(top_k=1, confidence_decimals=2, logit_noise_scale=0.5, watermark_fraction=0.005),
+        defenses=DefenseConfig(top_k=1, confidence_decimals=2, logit_noise_scale=0.5, watermark_fraction=0.015),
         normal_volume=10_000.0,
     ),
 }

@@ -1,5 +1,5 @@
-"""Ownership evidence end to end: a copy trained on our public API's answers reproduces our watermark labels and
-is flagged; a model trained independently on the same kind of data is not."""
+"""Ownership evidence end to end: a copy trained on our public API's answers reproduces our watermark regions'
+classes and is flagged; a model trained independently on the same kind of data is not."""
 
 import numpy as np
 import orjson
@@ -61,7 +61,7 @@ def test_a_copy_trained_on_public_answers_is_flagged_and_an_independent_model_is
         )
 
     copy = verdict(_nearest_neighbour(queries, answers, queries))
-    assert copy.watermark_inputs >= 5
+    assert copy.regions >= 3  # evidence counts regions: answers within one are not independent
     assert copy.verdict and copy.p_value < 0.01
 
     independent_model = train_mlp(

@@ -10,10 +10,11 @@ Two ways to get the suspect's answers:
   labels ("0".."9"); any other answer counts as "not our watermark label".
 - `--url URL --api-key KEY`: query a live API compatible with ours (`POST {URL}/v1/models/{model}/predict` with
   `{"inputs": [...]}`, batches of at most `--batch-size`, `Authorization: Bearer KEY`), reading
-  `predictions[i].label`. We send `--probe-count` watermark inputs (`serving.watermark.watermark_probe_inputs`):
-  variations of `--inputs FILE` (a CSV of 64 pixel columns, e.g. the inputs the suspect's key sent us, or the
-  public data set a thief would start from) when given, else of built-in digit glyphs. A copy only shows our
-  watermark on inputs it learned our answers for, so real inputs make far stronger probes than glyphs.
+  `predictions[i].label`. We send `--probe-count` inputs in watermark regions
+  (`serving.watermark.watermark_probe_inputs`): variations of `--inputs FILE` (a CSV of 64 pixel columns, e.g. the
+  inputs the suspect's key sent us, or the public data set a thief would start from) when given, else of built-in
+  digit glyphs. A copy only shows our watermark where it learned our answers, so real inputs make far stronger
+  probes than glyphs.
 
 Our own labels come from the active model of `--variant` (default `full`); the secret from
 `settings.WATERMARK_SECRET`; `--fraction` must be the watermark fraction the suspect's tier was served with. The
@@ -188,28 +189,29 @@ def label_indices(labels: Sequence[str], class_labels: Sequence[str]) -> np.ndar
 
 def format_summary(result: WatermarkVerification, *, model_slug: str, variant: str, source: str) -> str:
     """The human-readable report."""
-    if result.watermark_inputs == 0:
-        verdict = "NO EVIDENCE: none of these inputs is a watermark input; send more (or other) inputs."
+    if result.regions == 0:
+        verdict = "NO EVIDENCE: none of these inputs lies in a watermark region; send more (or other) inputs."
     elif result.verdict:
         verdict = (
-            f"WATERMARK DETECTED (p < {result.alpha:g}): the suspect reproduces our watermark labels far more "
-            "often than a model that never saw our answers could."
+            f"WATERMARK DETECTED (p < {result.alpha:g}): the suspect answers our watermark regions' classes far "
+            "more often than a model that never saw our answers could."
         )
     else:
         verdict = f"not detected (p >= {result.alpha:g}): no evidence that the suspect learned our watermark."
     control = (
         f"{result.control_matches} of {result.control_inputs} ({result.control_rate:.4f})"
         if result.control_rate is not None
-        else "none (every input is a watermark input)"
+        else "none (every input lies in a watermark region)"
     )
     return "\n".join(
         [
             f"Watermark verification of {source} against model '{model_slug}' ({variant})",
             f"  distinct inputs:          {result.inputs}",
-            f"  watermark inputs:         {result.watermark_inputs}",
-            f"  matches (our wm label):   {result.matches}",
-            f"  chance rate (null):       {result.chance_rate:.4f}  (1 / (classes - 1))",
-            f"  p-value (binomial tail):  {result.p_value:.3g}",
+            f"  watermark regions:        {result.regions}",
+            f"  inputs in them:           {result.watermark_inputs}",
+            f"  matches (region's class): {result.matches}",
+            f"  expected by chance:       {result.expected_matches:.1f}",
+            f"  p-value (exact, regions): {result.p_value:.3g}",
             f"  control matches:          {control}",
             f"  verdict:                  {verdict}",
         ]
