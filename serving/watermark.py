@@ -101,18 +101,31 @@ def keyed_row_digests(rows: np.ndarray, *, secret: bytes, domain: bytes) -> byte
 # --- Regions -------------------------------------------------------------------------------------------------------
 
 
+def _block_sums_matrix() -> np.ndarray:
+    """`(64, 16)` 0/1: pixel i belongs to 2x2 block j (rows of blocks, row by row), so `pixels @ it` sums blocks."""
+    side = math.isqrt(N_FEATURES)
+    per_side = side // _BLOCK
+    matrix = np.zeros((N_FEATURES, per_side * per_side))
+    for pixel in range(N_FEATURES):
+        y, x = divmod(pixel, side)
+        matrix[pixel, (y // _BLOCK) * per_side + x // _BLOCK] = 1.0
+    matrix.setflags(write=False)
+    return matrix
+
+
+_BLOCK_SUMS = _block_sums_matrix()
+
+
 def region_features(rows: np.ndarray) -> np.ndarray:
     """`(n, 16)` float64: each canonical row's 2x2 block sums, scaled to unit length (a blank row stays zero).
 
     Block sums average the pixel noise of natural variants away; the unit length makes a light and a heavy stroke
     of the same shape one point.
     """
-    rows = check_canonical(rows)
-    per_side = math.isqrt(N_FEATURES) // _BLOCK
-    blocks = rows.reshape(-1, per_side, _BLOCK, per_side, _BLOCK).sum(axis=(2, 4), dtype=np.float64)
-    blocks = blocks.reshape(rows.shape[0], per_side * per_side)
-    norms = np.linalg.norm(blocks, axis=1, keepdims=True)
-    return blocks / np.where(norms > 0, norms, 1.0)
+    blocks = check_canonical(rows).astype(np.float64) @ _BLOCK_SUMS
+    norms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks))
+    norms[norms == 0.0] = 1.0
+    return blocks / norms[:, None]
 
 
 @functools.lru_cache(maxsize=8)
@@ -124,8 +137,7 @@ def _region_geometry(watermark_secret: bytes) -> tuple[np.ndarray, np.ndarray]:
     """
     seed = int.from_bytes(hmac.digest(watermark_secret, REGION_GEOMETRY_DOMAIN, "sha256"), "big")
     rng = np.random.default_rng(seed)
-    features = (math.isqrt(N_FEATURES) // _BLOCK) ** 2
-    directions = rng.normal(size=(features, REGION_PROJECTIONS))
+    directions = rng.normal(size=(_BLOCK_SUMS.shape[1], REGION_PROJECTIONS))
     directions /= np.linalg.norm(directions, axis=0, keepdims=True)
     offsets = rng.uniform(0.0, REGION_WIDTH, REGION_PROJECTIONS)
     directions.setflags(write=False)
@@ -139,8 +151,8 @@ def region_codes(rows: np.ndarray, *, watermark_secret: bytes) -> np.ndarray:
     from floating point: a row within about 1e-15 of a cell edge could fall on the other side on a machine whose BLAS
     sums in another order, about one input in 10^14, so every web process and the verifier agree in practice."""
     directions, offsets = _region_geometry(bytes(watermark_secret))
-    cells = np.floor((region_features(rows) @ directions + offsets) / REGION_WIDTH)
-    return np.ascontiguousarray(cells.astype(np.int8))
+    cells = np.floor((region_features(rows) @ directions + offsets) * (1.0 / REGION_WIDTH))
+    return cells.astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -172,7 +184,7 @@ def _marked(words: np.ndarray, fraction: float) -> np.ndarray:
 def in_watermark_region(rows: np.ndarray, *, watermark_secret: bytes, fraction: float) -> np.ndarray:
     """`(n,)` bool: the canonical row lies in a marked region (whatever its own label)."""
     _check_fraction(fraction)
-    return _marked(_region_words(check_canonical(rows), watermark_secret)[1], fraction)
+    return _marked(_region_words(rows, watermark_secret)[1], fraction)
 
 
 def watermark_regions(rows: np.ndarray, n_classes: int, *, watermark_secret: bytes, fraction: float) -> Regions:
@@ -185,7 +197,7 @@ def watermark_regions(rows: np.ndarray, n_classes: int, *, watermark_secret: byt
     _check_fraction(fraction)
     if n_classes < 2:
         raise ValueError("a watermark needs at least two classes")
-    codes, words = _region_words(check_canonical(rows), watermark_secret)
+    codes, words = _region_words(rows, watermark_secret)
     labels = (words[:, 1] % np.uint64(n_classes)).astype(np.int64)
     return Regions(codes=codes, marked=_marked(words, fraction), labels=labels)
 
