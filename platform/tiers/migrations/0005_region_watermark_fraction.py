@@ -8,20 +8,20 @@ from django.db import migrations
 SEEDED, REGIONS = 0.005, 0.015
 
 
-def raise_fraction(apps, schema_editor):
+def _replace_fraction(apps, old: float, new: float) -> None:
     Tier = apps.get_model("tiers", "Tier")
     for tier in Tier.objects.filter(code__in=["free", "pro"]):
-        if (tier.defenses or {}).get("watermark_fraction") == SEEDED:
-            tier.defenses = {**tier.defenses, "watermark_fraction": REGIONS}
+        if (tier.defenses or {}).get("watermark_fraction") == old:
+            tier.defenses = {**tier.defenses, "watermark_fraction": new}
             tier.save(update_fields=["defenses"])
+
+
+def raise_fraction(apps, schema_editor):
+    _replace_fraction(apps, SEEDED, REGIONS)
 
 
 def restore_fraction(apps, schema_editor):
-    Tier = apps.get_model("tiers", "Tier")
-    for tier in Tier.objects.filter(code__in=["free", "pro"]):
-        if (tier.defenses or {}).get("watermark_fraction") == REGIONS:
-            tier.defenses = {**tier.defenses, "watermark_fraction": SEEDED}
-            tier.save(update_fields=["defenses"])
+    _replace_fraction(apps, REGIONS, SEEDED)
 
 
 class Migration(migrations.Migration):
