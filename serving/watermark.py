@@ -216,13 +216,13 @@ def watermark_batch(
     clean class (a row that already is the region's class is answered truly). `label_index` is the region's class
     for every row.
     """
-    rows = check_canonical(canonical_inputs)
+    # `region_features` checks the rows are canonical, once: the hot path does not repeat it here.
+    regions = watermark_regions(canonical_inputs, n_classes, watermark_secret=watermark_secret, fraction=fraction)
     clean = np.asarray(clean_indices, dtype=np.int64).reshape(-1)
-    if clean.shape[0] != rows.shape[0]:
-        raise ValueError(f"{rows.shape[0]} inputs but {clean.shape[0]} clean labels")
+    if clean.shape[0] != regions.marked.shape[0]:
+        raise ValueError(f"{regions.marked.shape[0]} inputs but {clean.shape[0]} clean labels")
     if clean.size and (clean.min() < 0 or clean.max() >= n_classes):
         raise ValueError(f"clean labels must be class indices in 0..{n_classes - 1}")
-    regions = watermark_regions(rows, n_classes, watermark_secret=watermark_secret, fraction=fraction)
     return regions.marked & (regions.labels != clean), regions.labels
 
 
