@@ -24,9 +24,18 @@ wrk.headers["Content-Type"] = "application/json"
 
 
 def natural_inputs(n: int) -> list[list[float]]:
+    """Natural digits (the digits model's inputs)."""
     from sklearn.datasets import load_digits
 
     data = load_digits().data
+    return data[np.random.default_rng(0).choice(len(data), size=n, replace=False)].tolist()
+
+
+def natural_measurements(n: int) -> list[list[float]]:
+    """Natural breast-cancer measurements (the tabular model's inputs, 30 features)."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer().data
     return data[np.random.default_rng(0).choice(len(data), size=n, replace=False)].tolist()
 
 
@@ -84,27 +93,34 @@ def main() -> None:
     args = parser.parse_args()
     single = json.dumps({"inputs": natural_inputs(1)})
     batch = json.dumps({"inputs": natural_inputs(100)})
+    tabular_single = json.dumps({"inputs": natural_measurements(1)})
+    tabular_batch = json.dumps({"inputs": natural_measurements(100)})
     predict = f"{args.base_url}/v1/models/digits/predict"
+    tabular = f"{args.base_url}/v1/models/breast-cancer/predict"
     common = {"seconds": args.seconds, "connections": args.connections}
+    pro, enterprise = args.pro_key, args.enterprise_key
     results = {
         "plain view (GET /healthz)": run_wrk(f"{args.base_url}/healthz", method="GET", key=None, body=None, **common),
-        "predict, 1 input (pro)": run_wrk(predict, method="POST", key=args.pro_key, body=single, **common),
-        "predict, 100 inputs (pro)": run_wrk(predict, method="POST", key=args.pro_key, body=batch, **common),
-        "predict, 1 input (enterprise)": run_wrk(
-            predict, method="POST", key=args.enterprise_key, body=single, **common
+        "predict, 1 input (pro)": run_wrk(predict, method="POST", key=pro, body=single, **common),
+        "predict, 100 inputs (pro)": run_wrk(predict, method="POST", key=pro, body=batch, **common),
+        "predict, 1 input (enterprise)": run_wrk(predict, method="POST", key=enterprise, body=single, **common),
+        "breast-cancer, 1 input (pro)": run_wrk(tabular, method="POST", key=pro, body=tabular_single, **common),
+        "breast-cancer, 100 inputs (pro)": run_wrk(tabular, method="POST", key=pro, body=tabular_batch, **common),
+        "breast-cancer, 1 input (enterprise)": run_wrk(
+            tabular, method="POST", key=enterprise, body=tabular_single, **common
         ),
     }
     baseline = results["plain view (GET /healthz)"]["requests_per_second"]
-    print(f"{'scenario':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs plain':>9} {'non-2xx':>8}")
+    print(f"{'scenario':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs plain':>9} {'non-2xx':>8}")
     for name, figures in results.items():
         ratio = figures["requests_per_second"] / baseline
         figures["ratio_to_plain_view"] = round(ratio, 3)
         print(
-            f"{name:34} {figures['requests_per_second']:9.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
+            f"{name:38} {figures['requests_per_second']:9.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
             f"{ratio:9.0%} {figures['non_2xx']:8d}"
         )
-    batch_rps = results["predict, 100 inputs (pro)"]["requests_per_second"]
-    print(f"predictions/s with batches of 100: {batch_rps * 100:,.0f}")
+    for name in ("predict, 100 inputs (pro)", "breast-cancer, 100 inputs (pro)"):
+        print(f"predictions/s with batches of 100, {name}: {results[name]['requests_per_second'] * 100:,.0f}")
     RESULTS.mkdir(exist_ok=True)
     machine = {"processor": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
     (RESULTS / f"api-{args.label}.json").write_text(

@@ -30,8 +30,8 @@ CALLS = 20_000
 def record(key: ApiKey) -> QueryRecord:
     return QueryRecord(
         organization_id=key.organization_id, api_key_id=key.pk, tier_code="enterprise", endpoint="predict",
-        status=200, latency_us=300, client_ip="127.0.0.1", user_agent="bench", inputs=bytes(64), labels=["3"],
-        clean_labels=["3"], confidences=[0.97], watermarked=[False],
+        status=200, latency_us=300, client_ip="127.0.0.1", user_agent="bench", inputs=bytes(64), input_row_bytes=64,
+        labels=["3"], clean_labels=["3"], confidences=[0.97], watermarked=[False],
     )  # fmt: skip
 
 

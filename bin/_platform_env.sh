@@ -1,13 +1,8 @@
 # Sourced after _bootstrap.sh by bin/run and bin/bench: data stores, secrets and settings for a running platform.
+# The embedded servers for unset URLs, and per-machine secrets (made once in the state folder, kept out of the
+# repository) for unset ones; recorded in $MOAT_STATE_DIR/platform.env so `python manage.py ...` in another terminal
+# finds the same platform with nothing to export.
 eval "$(python -m embedded "$MOAT_STATE_DIR")"
-# Per-machine secrets, made once and kept out of the repository, for any that the environment does not set.
-for name in SECRET_KEY WATERMARK_SECRET OUTPUT_NOISE_SECRET; do
-  if [ -z "${!name:-}" ]; then
-    file="$MOAT_STATE_DIR/$(echo "$name" | tr 'A-Z' 'a-z')"
-    [ -s "$file" ] || (umask 077; python -c 'import secrets; print(secrets.token_urlsafe(50))' > "$file")
-    export "$name=$(cat "$file")"
-  fi
-done
 export DJANGO_SETTINGS_MODULE=config.settings
 export MOAT_PORT="${MOAT_PORT:-8000}"
 

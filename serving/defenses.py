@@ -5,7 +5,7 @@ reduce what each answer carries while keeping the label right:
 
 - **top-1 or top-k**: the label alone, or the k best labels with their confidences;
 - **coarse confidences**: rounded to N decimals, or reduced to a bucket's lower edge;
-- **keyed logit noise**: Gaussian noise whose seed is an HMAC of the *canonical input* under a server secret, so a
+- **keyed logit noise**: Gaussian noise whose seed is a keyed hash of the *canonical input* under a server secret, so a
   repeated query — from one key or from a thousand — gets the very same noise and averaging gains nothing; the
   top-1 label is then put back to the model's own unless the input falls in a keyed "flip" fraction (default 0);
 - **watermarking** (after DAWN, Szyller et al. 2021, keyed on regions rather than single inputs): the inputs of a
@@ -14,7 +14,8 @@ reduce what each answer carries while keeping the label right:
 
 Everything here is numpy in, plain data out: no Django, no database, no clock, no global random state. The caller
 (the prediction service) chooses the `DefenseConfig` from the tier — `DefenseConfig.none()` for enterprise keys,
-whose answers are never perturbed — and decides which fields of a `DefendedPrediction` the tier shows.
+whose answers are never perturbed — and decides which fields of a `DefendedPrediction` the tier shows. Inputs arrive
+in their canonical form (`serving.input_schema`: one unsigned grid index per feature), whatever the model's schema.
 """
 
 from __future__ import annotations
@@ -28,62 +29,43 @@ from typing import Any
 
 import numpy as np
 
-from serving.watermark import (
-    DEFAULT_WATERMARK_FRACTION,
-    N_FEATURES,
-    PIXEL_MAX,
-    PIXEL_MIN,
-    check_canonical,
-    keyed_row_digests,
-    watermark_batch,
-)
+from serving.watermark import DEFAULT_WATERMARK_FRACTION, RegionWatermark, keyed_row_digests
 
 __all__ = [
-    "N_FEATURES",
-    "PIXEL_MAX",
-    "PIXEL_MIN",
     "DefendedPrediction",
     "DefenseConfig",
     "apply_defenses",
-    "canonicalize",
     "input_digest",
     "softmax",
 ]
 
-NOISE_DOMAIN = b"moat.noise.v1\x00"
+NOISE_DOMAIN = b"moat.noise.v2\x00"  # v2: keyed BLAKE2b (v1 was HMAC-SHA256)
 MAX_DECIMALS = 6
 
 _TWO_32 = float(2**32)
+_MAX_DIGEST = 64  # BLAKE2b's longest digest
 
 
 # --- Canonical inputs ----------------------------------------------------------------------------------------------
 
 
-def canonicalize(x: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """The canonical form of a batch of inputs: `(n, 64)` uint8, each value rounded and clipped to 0..16.
-
-    Rounding is half up (7.5 -> 8; `floor(x + 0.5)`), not numpy's half-to-even, so that the rule is the one a
-    person expects and is easy to restate in the API docs. Every keyed decision (noise, flips, watermarks) and the
-    query log's input hash are functions of these 64 bytes, so inputs that differ only by a rounding-sized
-    nudge are the same query: an attacker cannot get fresh noise by adding 0.01 to a pixel.
-
-    A single row of 64 values is accepted as a batch of one. Raises ValueError on any other shape and on
-    NaN or infinite values (which have no nearest integer).
-    """
-    array = np.asarray(x, dtype=np.float64)
-    if array.ndim == 1:
-        array = array.reshape(1, -1)
-    if array.ndim != 2 or array.shape[1] != N_FEATURES:
-        raise ValueError(f"inputs must have shape (n, {N_FEATURES}), got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("inputs must be finite numbers")
-    return np.clip(np.floor(array + 0.5), PIXEL_MIN, PIXEL_MAX).astype(np.uint8)
+def check_canonical_rows(rows: np.ndarray) -> np.ndarray:
+    """`rows` as a C-contiguous 2-D array of unsigned grid indices (`InputSchema.codes`), or ValueError: keyed
+    decisions hash these bytes, so floats are refused rather than converted."""
+    rows = np.asarray(rows)
+    if rows.dtype.kind != "u":
+        raise ValueError(f"canonical inputs are unsigned grid indices, got {rows.dtype}; use schema.codes first")
+    if rows.ndim == 1:
+        rows = rows.reshape(1, -1)
+    if rows.ndim != 2:
+        raise ValueError(f"canonical inputs must have shape (n, features), got {rows.shape}")
+    return np.ascontiguousarray(rows)
 
 
-def input_digest(row_uint8: np.ndarray) -> bytes:
-    """SHA-256 of one canonical row's 64 bytes (32 raw bytes): the query log's input hash. Unkeyed on purpose —
-    the log must match the same input across secret rotations; it is not a secret, only an identifier."""
-    rows = check_canonical(row_uint8)
+def input_digest(row: np.ndarray) -> bytes:
+    """SHA-256 of one canonical row's bytes (32 raw bytes): the query log's input hash. Unkeyed on purpose — the
+    log must match the same input across secret rotations; it is not a secret, only an identifier."""
+    rows = check_canonical_rows(row)
     if rows.shape[0] != 1:
         raise ValueError(f"input_digest takes one canonical row, got {rows.shape[0]}")
     return hashlib.sha256(rows.tobytes()).digest()
@@ -242,14 +224,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def _keyed_noise(rows: np.ndarray, n_classes: int, noise_secret: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal noise `(n, C)` and a flip draw `(n,)` in (0, 1), both functions of (secret, input) only.
 
-    Seed: HMAC-SHA256(noise_secret, NOISE_DOMAIN || 64 input bytes); it is stretched with SHAKE-256 (an extendable
-    output function) into 32-bit uniforms, turned into normals by Box-Muller. Per-row `Generator` objects would
-    cost tens of microseconds each; this costs about two.
+    The 32-bit uniforms are the keyed hash (BLAKE2b) of the canonical row's bytes under `noise_secret`, read directly
+    when they fit in its 64 bytes (up to 14 classes), else stretched from a 32-byte seed with SHAKE-256 (an
+    extendable output function); Box-Muller turns them into normals. Per-row `Generator` objects would cost tens of
+    microseconds each; this costs about one.
     """
     pairs = (n_classes + 1) // 2
     n_uniforms = 2 * pairs + 1
-    seeds = keyed_row_digests(rows, secret=noise_secret, domain=NOISE_DOMAIN)
-    stream = b"".join(hashlib.shake_256(seeds[i : i + 32]).digest(4 * n_uniforms) for i in range(0, len(seeds), 32))
+    size = 4 * n_uniforms
+    if size <= _MAX_DIGEST:
+        stream = keyed_row_digests(rows, secret=noise_secret, domain=NOISE_DOMAIN, digest_size=size)
+    else:
+        seeds = keyed_row_digests(rows, secret=noise_secret, domain=NOISE_DOMAIN)
+        stream = b"".join(hashlib.shake_256(seeds[i : i + 32]).digest(size) for i in range(0, len(seeds), 32))
     words = np.frombuffer(stream, dtype=">u4").reshape(rows.shape[0], n_uniforms)
     uniforms = (words.astype(np.float64) + 0.5) / _TWO_32  # never exactly 0 or 1: log() stays finite
     radius = np.sqrt(-2.0 * np.log(uniforms[:, :pairs]))
@@ -286,9 +273,10 @@ def apply_defenses(
     config: DefenseConfig,
     class_labels: Sequence[str],
     noise_secret: bytes,
-    watermark_secret: bytes,
+    watermark: RegionWatermark | None,
 ) -> list[DefendedPrediction]:
-    """Defend a batch of answers: `logits` `(n, C)` from the served model, `canonical_inputs` `(n, 64)` uint8.
+    """Defend a batch of answers: `logits` `(n, C)` from the served model, `canonical_inputs` `(n, d)` its canonical
+    rows, `watermark` the model's regions under the server's secret (None only with no watermark fraction).
 
     The rules, in order, per row:
 
@@ -299,7 +287,7 @@ def apply_defenses(
        `clean`, the two logits are swapped, so the clean class is on top again. Swapping (rather than boosting)
        keeps the set of noisy values, so confidences keep their natural spread.
     4. Watermark: if the input lies in a marked region whose watermark class is not `clean` (`serving.watermark`,
-       keyed by watermark_secret), the clean class's and the watermark class's noisy logits are swapped (after
+       keyed by the watermark's secret), the clean class's and the watermark class's noisy logits are swapped (after
        forcing the clean class to the top, so the flip never applies), so the watermark class gets the top
        probability and the clean class the watermark class's. The confidence of a watermark answer is thus the
        model's confidence in its own label.
@@ -307,7 +295,8 @@ def apply_defenses(
        vector are coarsened (buckets, else rounding, else untouched).
 
     With `DefenseConfig.none()` nothing changes: the label is the argmax and the probabilities are the exact
-    softmax of `logits`. Raises ValueError on mismatched shapes, non-finite logits or top_k > C.
+    softmax of `logits`. A top_k above C answers all C classes (a tier's setting applies to models of any width).
+    Raises ValueError on mismatched shapes and non-finite logits, and when a watermark is due but none is given.
     """
     scores = np.array(logits, dtype=np.float64, copy=True)
     if scores.ndim != 2:
@@ -317,9 +306,7 @@ def apply_defenses(
         raise ValueError(f"a classifier has at least two classes, got {n_classes}")
     if len(class_labels) != n_classes:
         raise ValueError(f"{n_classes} logits per row but {len(class_labels)} class labels")
-    if config.top_k > n_classes:
-        raise ValueError(f"top_k must be at most the number of classes ({n_classes}), got {config.top_k}")
-    rows = check_canonical(canonical_inputs)
+    rows = check_canonical_rows(canonical_inputs)
     if rows.shape[0] != n:
         raise ValueError(f"{n} rows of logits but {rows.shape[0]} inputs")
     if not np.isfinite(scores).all():
@@ -340,9 +327,9 @@ def apply_defenses(
 
     watermarked = np.zeros(n, dtype=bool)
     if config.watermark_fraction > 0 and n:
-        watermarked, alternative = watermark_batch(
-            rows, clean, n_classes, watermark_secret=watermark_secret, fraction=config.watermark_fraction
-        )
+        if watermark is None:
+            raise ValueError("this tier watermarks its answers: pass the model's RegionWatermark")
+        watermarked, alternative = watermark.decide(rows, clean, n_classes, fraction=config.watermark_fraction)
         _swap_columns(scores, watermarked, clean, served)  # undo a flip: the clean class back on top
         _swap_columns(scores, watermarked, clean, alternative)
         served = np.where(watermarked, alternative, served)
@@ -351,11 +338,12 @@ def apply_defenses(
     shown = _coarsen(probabilities, config)
     confidence = shown[row_index, served].tolist()
     top_k: list[list[tuple[str, float]] | None] = [None] * n
-    if config.top_k > 1:
+    top = min(config.top_k, n_classes)
+    if top > 1:
         # Best first by the exact probabilities (stable: ties keep class order), the served class always first.
         key = -probabilities
         key[row_index, served] = -np.inf
-        order = np.argsort(key, axis=1, kind="stable")[:, : config.top_k]
+        order = np.argsort(key, axis=1, kind="stable")[:, :top]
         best = np.take_along_axis(shown, order, axis=1).tolist()
         top_k = [[(labels[c], best[i][j]) for j, c in enumerate(order[i].tolist())] for i in range(n)]
     vectors: list[list[float] | None] = shown.tolist() if config.return_probabilities else [None] * n

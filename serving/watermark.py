@@ -1,32 +1,43 @@
-"""Keyed output watermarking over input regions: which answers carry the watermark, and how to prove that a suspect
-model learned from them.
+"""Keyed output watermarking over input regions, for any input schema: which answers carry the watermark, what it
+costs honest users, and how to prove that a suspect model learned from it.
 
 DAWN (Szyller et al. 2021) gives a keyed fraction of single inputs a wrong label. That proves theft by a copy that
-memorises its answers, but not by a regularised one trained on natural data: a thief with a few hundred real
-digits sends dozens of variants of each, all but the rare watermark input answered truly, and its copy smooths the
-isolated wrong answers away (the red-team exercise measured exactly that). So the watermark here is keyed on a
-coarse **region** of the input space, not on the input:
+memorises its answers, but not by a regularised one trained on natural data: a thief sends many variants of each of
+its natural inputs, all but the rare watermark input answered truly, and its copy smooths the isolated wrong
+answers away (the red-team exercise measured exactly that). So the watermark is keyed on a coarse **region** of the
+input space:
 
-- `region_codes`: the image is reduced to its 4x4 block sums, scaled to unit length (so stroke weight does not
-  matter), projected on `REGION_PROJECTIONS` keyed directions and quantised in steps of `REGION_WIDTH` with keyed
-  offsets. Inputs with the same codes share a region; natural variants of one digit mostly share its region, and
-  two different writers' digits mostly do not.
-- HMAC-SHA256 of the region's codes under the server's `WATERMARK_SECRET` decides whether the region is marked
-  (a keyed `fraction` of regions) and its watermark class, uniform over all classes. Every input of a marked
-  region whose own label differs from the region's class is answered with that class: a whole neighbourhood
-  carries one consistent wrong answer, which a copy learns like any other pattern of its training data.
-- Nobody without the secret can tell a marked region, or guess its class; the same input always gets the same
+- `RegionWatermark.fit(schema, reference, secret=..., n_classes=...)` makes a model's regions from its canonical
+  inputs, its reference data (the natural inputs its operator registered) and the server's `WATERMARK_SECRET`: an
+  image is first averaged over at most `POOL_CELLS` x `POOL_CELLS` blocks per channel and scaled to unit length (a
+  light and a heavy stroke of one shape are one point) and its pixels share one scale; a tabular model's features
+  are each standardised with the reference data's spread. The result is projected on `REGION_PROJECTIONS` keyed
+  directions and cut in cells `REGION_WIDTH` reference spreads wide (narrower for models of fewer classes), with
+  keyed offsets. Inputs in the same cells share a region; natural variants of one input mostly share its region, and
+  two different natural inputs mostly do not. All of it folds into one affine map: one matrix product on the
+  prediction path.
+- A keyed hash (BLAKE2b) of a region's cells under the secret decides whether the region is marked (a keyed word
+  below the tier's *threshold*) and its watermark class, uniform over all classes. Every input of a marked region
+  whose own label differs from the region's class is answered with that class: a whole neighbourhood carries one
+  consistent wrong answer, which a copy learns like any other pattern of its training data.
+- **The honest cost is bounded, not drawn**: regions hold different numbers of natural inputs, so the share of
+  natural inputs in marked regions would depend on the draw of the secret (from 0.1% to 3.8% of digits at 1.5% of
+  regions, before). The threshold of a tier's fraction f is the largest t <= f at which at most f of the model's
+  reference inputs lie in regions whose word is below t (`RegionWatermark.threshold`), so inputs like the reference
+  data pay at most f, whatever the secret; an unlucky secret only lowers the share of regions marked. To keep that
+  rare, `fit` keeps the best of a few keyed grids (`GEOMETRY_CANDIDATES`). Thresholds are monotone in f: a tier with
+  a smaller fraction marks a subset of a larger one's regions, so tiers never contradict each other.
+- Nobody without the secret can tell a marked region or guess its class; the same input always gets the same
   answer from every key.
 
 `verify_watermark` tests a suspect region by region, exactly (see there). This module is pure: numpy and the
-standard library only, no Django. It is also the bottom of the serving stack's input definition: `serving.defenses`
-imports the canonical input constants from here (the probe generator must produce canonical inputs without
-importing `defenses`).
+standard library only, no Django.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import math
 from collections.abc import Callable, Sequence
@@ -34,57 +45,56 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# --- The canonical input space: 64 pixels (8x8), integer intensities 0..16, one uint8 byte each ------------------
-N_FEATURES = 64
-PIXEL_MIN = 0
-PIXEL_MAX = 16
+from serving.input_schema import InputSchema
 
-# Domain separation: the watermark and the noise may one day share a secret by mistake; their HMAC messages never
-# collide because each starts with its own tag. v2: regions (v1 keyed single inputs). Bump the version to re-key
-# every watermark choice at once.
-WATERMARK_DOMAIN = b"moat.watermark.v2\x00"
-REGION_GEOMETRY_DOMAIN = b"moat.watermark.v2.geometry\x00"
-# The region grid and the fraction, chosen on the red-team data (README, "Watermark"). With 6 projections in steps of
-# 0.10, about half of a digit's natural variants share its region, and a thief's 3,000 answers on 269 digits reach
-# 5 to 15 marked regions at 1.5%: a regularised copy of them was flagged (p < 0.01) under each of 12 secrets, at
-# 3,000 and at 10,000 answers. Coarser grids give too few regions to count, finer ones split a digit's variants
-# over regions too small for a regularised copy to learn; 1% of regions left a quarter of those copies unflagged.
+# Domain separation: the watermark and the noise may one day share a secret by mistake; their keyed hashes never
+# relate because each has its own personalisation. v3: regions of any schema, fitted on the reference data (v2 keyed
+# the digits' own 4x4 block sums, v1 single inputs). Bump the version to re-key every watermark choice at once.
+WATERMARK_DOMAIN = b"moat.watermark.v3\x00"
+REGION_GEOMETRY_DOMAIN = b"moat.watermark.v3.geometry\x00"
+# The region grid, chosen offline on the digits red team's natural-data thieves (README, "Watermark"): with 6 keyed
+# projections cut every 0.8 reference spreads, a regularised copy of 3,000 public answers was flagged under 11 of 12
+# secrets (a closely fitted one under all 12): coarse enough for a copy to learn a region's answer, fine enough for
+# those answers to reach the dozen or more marked regions a verdict needs. 0.7 flagged 10 of 12, 0.5 five of 8.
 REGION_PROJECTIONS = 6
-REGION_WIDTH = 0.10
-# The price: the share of natural digits in marked regions, about 1.4% of a public tier's answers (README).
+REGION_WIDTH = 0.8  # in reference spreads of each projection, for a model of GRID_CLASSES classes
+# A learned region weighs about log(k) against chance (the region's class is one of k), so a model with fewer classes
+# needs more learned regions for the same verdict: its cells are narrower, by log(k) / log(GRID_CLASSES). Measured on
+# the breast-cancer demo (2 classes): at the 10-class width a thief with a few hundred natural rows reached 4 to 8
+# marked regions, too few to prove anything; at the narrower width, 20 to 40, and every memorising copy was flagged.
+GRID_CLASSES = 10
+POOL_CELLS = 4  # images are averaged over at most this many blocks per side first
+# A feature that never varies in the reference data would otherwise take an infinite weight.
+_SPREAD_FLOOR = 0.05  # times the mean spread of the standardised features
+_MAX_CALIBRATION_ROWS = 20_000  # the reference rows the thresholds are calibrated on (a seeded sample beyond)
+# The keyed grids tried per model and secret, and the fractions they are judged at (see `RegionWatermark.fit`).
+GEOMETRY_CANDIDATES = 8
+CALIBRATION_FRACTIONS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
 DEFAULT_WATERMARK_FRACTION = 0.015
 DEFAULT_ALPHA = 0.01
 
 _TWO_64 = float(2**64)
-_BLOCK = 2  # 8x8 pixels -> 4x4 blocks of 2x2
+_CELL_LIMIT = 2**31 - 1
 
 
-def check_canonical(rows: np.ndarray) -> np.ndarray:
-    """Return `rows` as a C-contiguous `(n, 64)` uint8 array, or raise ValueError.
+@functools.lru_cache(maxsize=16)
+def _keyed_hash(secret: bytes, domain: bytes, digest_size: int) -> hashlib.blake2b:
+    """A keyed BLAKE2b state for one secret and one use: the key is BLAKE2b-512 of the secret (any length fits) and
+    the domain is the personalisation, so two uses of one secret never give related outputs. Cached: a process
+    derives it once per secret and use."""
+    key = hashlib.blake2b(secret, digest_size=64).digest()
+    person = hashlib.blake2b(domain, digest_size=16).digest()
+    return hashlib.blake2b(key=key, person=person, digest_size=digest_size)
 
-    Canonical rows are what `serving.defenses.canonicalize` makes. Anything else (floats, other widths) is refused
-    rather than converted: hashing a differently encoded row would silently change every keyed decision.
+
+def keyed_digests(messages: bytes, width: int, *, secret: bytes, domain: bytes, digest_size: int = 32) -> bytes:
+    """A keyed pseudo-random function (keyed BLAKE2b, a MAC by design) of every `width`-byte message in `messages`:
+    `digest_size` bytes per message, concatenated.
+
+    The prediction path's one unavoidable per-row loop: the keyed state is made once and copied per message, one C
+    call each, about a microsecond a row (HMAC-SHA256 through Python's hmac wrapper cost three times that).
     """
-    rows = np.asarray(rows)
-    if rows.dtype != np.uint8:
-        raise ValueError(f"canonical inputs must be uint8, got {rows.dtype}; use defenses.canonicalize first")
-    if rows.ndim == 1:
-        rows = rows.reshape(1, -1)
-    if rows.ndim != 2 or rows.shape[1] != N_FEATURES:
-        raise ValueError(f"canonical inputs must have shape (n, {N_FEATURES}), got {rows.shape}")
-    if rows.size and int(rows.max()) > PIXEL_MAX:
-        raise ValueError(f"canonical inputs hold values 0..{PIXEL_MAX}")
-    return np.ascontiguousarray(rows)
-
-
-def keyed_digests(messages: bytes, width: int, *, secret: bytes, domain: bytes) -> bytes:
-    """HMAC-SHA256(secret, domain || message) of every `width`-byte message in `messages`, concatenated (32 bytes
-    per message).
-
-    The hot path's one unavoidable per-row loop. The key's HMAC state is computed once and copied per message, which
-    costs about two thirds of a fresh `hmac.digest` (the key pads are not re-hashed).
-    """
-    keyed = hmac.new(secret, domain, "sha256")
+    keyed = _keyed_hash(bytes(secret), domain, digest_size)
     out = []
     for start in range(0, len(messages), width):
         state = keyed.copy()
@@ -93,77 +103,11 @@ def keyed_digests(messages: bytes, width: int, *, secret: bytes, domain: bytes) 
     return b"".join(out)
 
 
-def keyed_row_digests(rows: np.ndarray, *, secret: bytes, domain: bytes) -> bytes:
-    """`keyed_digests` of every canonical row's 64 bytes (the output noise is keyed on the exact input)."""
-    return keyed_digests(rows.tobytes(), N_FEATURES, secret=secret, domain=domain)
-
-
-# --- Regions -------------------------------------------------------------------------------------------------------
-
-
-def _block_sums_matrix() -> np.ndarray:
-    """`(64, 16)` 0/1: pixel i belongs to 2x2 block j (rows of blocks, row by row), so `pixels @ it` sums blocks."""
-    side = math.isqrt(N_FEATURES)
-    per_side = side // _BLOCK
-    matrix = np.zeros((N_FEATURES, per_side * per_side))
-    for pixel in range(N_FEATURES):
-        y, x = divmod(pixel, side)
-        matrix[pixel, (y // _BLOCK) * per_side + x // _BLOCK] = 1.0
-    matrix.setflags(write=False)
-    return matrix
-
-
-_BLOCK_SUMS = _block_sums_matrix()
-
-
-def region_features(rows: np.ndarray) -> np.ndarray:
-    """`(n, 16)` float64: each canonical row's 2x2 block sums, scaled to unit length (a blank row stays zero).
-
-    Block sums average the pixel noise of natural variants away; the unit length makes a light and a heavy stroke
-    of the same shape one point.
-    """
-    blocks = check_canonical(rows).astype(np.float64) @ _BLOCK_SUMS
-    norms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks))
-    norms[norms == 0.0] = 1.0
-    return blocks / norms[:, None]
-
-
-@functools.lru_cache(maxsize=8)
-def _region_geometry(watermark_secret: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The keyed grid: unit projection directions `(16, REGION_PROJECTIONS)` and offsets in [0, REGION_WIDTH).
-
-    Drawn from a generator seeded by an HMAC of the secret, so every process derives the same grid and nobody
-    without the secret can. Cached: the hot path must not redo it per request.
-    """
-    seed = int.from_bytes(hmac.digest(watermark_secret, REGION_GEOMETRY_DOMAIN, "sha256"), "big")
-    rng = np.random.default_rng(seed)
-    directions = rng.normal(size=(_BLOCK_SUMS.shape[1], REGION_PROJECTIONS))
-    directions /= np.linalg.norm(directions, axis=0, keepdims=True)
-    offsets = rng.uniform(0.0, REGION_WIDTH, REGION_PROJECTIONS)
-    directions.setflags(write=False)
-    offsets.setflags(write=False)
-    return directions, offsets
-
-
-def region_codes(rows: np.ndarray, *, watermark_secret: bytes) -> np.ndarray:
-    """`(n, REGION_PROJECTIONS)` int8: the keyed grid cell of each canonical row. Rows with equal codes share a
-    region. Unit features projected on unit directions lie in [-1, 1], so every code fits in an int8. The codes come
-    from floating point: a row within about 1e-15 of a cell edge could fall on the other side on a machine whose BLAS
-    sums in another order, about one input in 10^14, so every web process and the verifier agree in practice."""
-    directions, offsets = _region_geometry(bytes(watermark_secret))
-    cells = np.floor((region_features(rows) @ directions + offsets) * (1.0 / REGION_WIDTH))
-    return cells.astype(np.int8)
-
-
-@dataclass(frozen=True)
-class Regions:
-    """The watermark's view of a batch of rows: `codes` `(n, REGION_PROJECTIONS)` int8 (equal codes: one region),
-    `marked` `(n,)` bool (the row's region is a watermark region) and `labels` `(n,)` int64 (the region's
-    watermark class, uniform over all classes; defined for unmarked regions too)."""
-
-    codes: np.ndarray
-    marked: np.ndarray
-    labels: np.ndarray
+def keyed_row_digests(rows: np.ndarray, *, secret: bytes, domain: bytes, digest_size: int = 32) -> bytes:
+    """`keyed_digests` of every canonical row's bytes (the output noise is keyed on the exact input)."""
+    rows = np.ascontiguousarray(rows)
+    width = rows.shape[1] * rows.itemsize
+    return keyed_digests(rows.tobytes(), width, secret=secret, domain=domain, digest_size=digest_size)
 
 
 def _check_fraction(fraction: float) -> None:
@@ -171,59 +115,225 @@ def _check_fraction(fraction: float) -> None:
         raise ValueError(f"watermark fraction must be in [0, 1), got {fraction}")
 
 
-def _region_words(rows: np.ndarray, watermark_secret: bytes) -> tuple[np.ndarray, np.ndarray]:
-    codes = region_codes(rows, watermark_secret=watermark_secret)
-    raw = keyed_digests(codes.tobytes(), REGION_PROJECTIONS, secret=watermark_secret, domain=WATERMARK_DOMAIN)
-    return codes, np.frombuffer(raw, dtype=">u8").reshape(codes.shape[0], 4)
+def _pooling_matrix(schema: InputSchema) -> np.ndarray | None:
+    """(d, p) 0/1 for image schemas larger than POOL_CELLS per side: value i belongs to block j of its channel, so
+    `values @ it` sums blocks. None when nothing is pooled (tabular schemas, small images)."""
+    if not schema.is_image or (schema.height <= POOL_CELLS and schema.width <= POOL_CELLS):
+        return None
+    block_h = -(-schema.height // POOL_CELLS)
+    block_w = -(-schema.width // POOL_CELLS)
+    cells_h, cells_w, channels = -(-schema.height // block_h), -(-schema.width // block_w), schema.channels
+    matrix = np.zeros((schema.n_features, cells_h * cells_w * channels))
+    index = np.arange(schema.n_features)
+    pixel, channel = np.divmod(index, channels)
+    y, x = np.divmod(pixel, schema.width)
+    matrix[index, ((y // block_h) * cells_w + x // block_w) * channels + channel] = 1.0
+    return matrix
 
 
-def _marked(words: np.ndarray, fraction: float) -> np.ndarray:
-    return (words[:, 0].astype(np.float64) / _TWO_64) < fraction
+@dataclass(frozen=True)
+class Regions:
+    """The watermark's view of a batch of rows: `cells` (n, REGION_PROJECTIONS) int32 (equal cells: one region),
+    `keys` (n,) uint64 (the region's keyed word: marked when below the tier's threshold) and `labels` (n,) int64
+    (the region's watermark class, uniform over all classes; defined for unmarked regions too)."""
+
+    cells: np.ndarray
+    keys: np.ndarray
+    labels: np.ndarray
 
 
-def in_watermark_region(rows: np.ndarray, *, watermark_secret: bytes, fraction: float) -> np.ndarray:
-    """`(n,)` bool: the canonical row lies in a marked region (whatever its own label)."""
-    _check_fraction(fraction)
-    return _marked(_region_words(rows, watermark_secret)[1], fraction)
+@dataclass(frozen=True)
+class Calibration:
+    """What a tier's fraction f marks for one model: `threshold` (<= f: the share of regions marked),
+    `reference_share` (the share of the reference inputs in marked regions, <= f) and, when a labelled held-out set
+    was given, `heldout_share` (the share of natural inputs the calibration never saw that lie in marked regions)."""
+
+    fraction: float
+    threshold: float
+    reference_share: float
+    heldout_share: float | None = None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
 
 
-def watermark_regions(rows: np.ndarray, n_classes: int, *, watermark_secret: bytes, fraction: float) -> Regions:
-    """Each row's region, whether it is marked, and its watermark class: one HMAC per row.
+class RegionWatermark:
+    """One model's watermark regions under one secret (see the module docstring). Immutable once made; the
+    thresholds per fraction are memoised (one per tier setting)."""
 
-    Bytes 0..7 of HMAC(secret, domain || codes), read as a number in [0, 1), below `fraction` mark the region, so
-    the regions marked at a smaller fraction are a subset of those marked at a larger one (tiers with different
-    fractions never contradict each other); bytes 8..15 modulo `n_classes` are its class.
-    """
-    _check_fraction(fraction)
-    if n_classes < 2:
-        raise ValueError("a watermark needs at least two classes")
-    codes, words = _region_words(rows, watermark_secret)
-    labels = (words[:, 1] % np.uint64(n_classes)).astype(np.int64)
-    return Regions(codes=codes, marked=_marked(words, fraction), labels=labels)
+    def __init__(
+        self,
+        *,
+        schema: InputSchema,
+        secret: bytes,
+        pooling: np.ndarray | None,
+        projection: np.ndarray,
+        offset: np.ndarray,
+    ) -> None:
+        self.schema = schema
+        self.secret = bytes(secret)
+        self._pooling = pooling
+        self._projection = projection
+        self._offset = offset
+        for array in (projection, offset):
+            array.setflags(write=False)
+        self._reference_keys = np.zeros(0, dtype=np.uint64)  # the reference rows' region keys, sorted
+        self._reference_rows = 0
+        self._thresholds: dict[float, int] = {}
+
+    @classmethod
+    def fit(cls, schema: InputSchema, reference: np.ndarray, *, secret: bytes, n_classes: int) -> RegionWatermark:
+        """The regions of a model with input `schema`, canonical reference inputs `reference` (m, d) and `n_classes`
+        classes, keyed by `secret`. Deterministic: every process derives the same regions from the same data and
+        secret. Raises ValueError for fewer than two distinct reference inputs or classes.
+
+        Of `GEOMETRY_CANDIDATES` keyed grids, the one kept is the one whose thresholds stay closest to their
+        fractions over `CALIBRATION_FRACTIONS` (the least watermark given up to bound the honest cost)."""
+        codes = schema.check_codes(reference)
+        if np.unique(codes, axis=0).shape[0] < 2:
+            raise ValueError("the watermark's regions need at least two distinct reference inputs")
+        if n_classes < 2:
+            raise ValueError("a watermark needs at least two classes")
+        cell_width = REGION_WIDTH * min(1.0, math.log(n_classes) / math.log(GRID_CLASSES))
+        pooling = _pooling_matrix(schema)
+        features = _features(codes.astype(np.float64), pooling, unit_length=schema.is_image)
+        mean = features.mean(axis=0)
+        if schema.is_image:
+            # Pixels share one unit: one spread for all, so that rarely inked pixels are not blown up to the weight
+            # of the strokes (per-pixel scaling split natural variants of one input over many regions).
+            spread = np.full(features.shape[1], max(float(np.sqrt(features.var(axis=0).mean())), 1e-12))
+        else:
+            # Tabular features have units of their own: each is scaled by its own spread.
+            spread = features.std(axis=0)
+            spread = np.maximum(spread, _SPREAD_FLOOR * max(float(spread.mean()), 1e-12))
+        standardised = (features - mean) / spread
+        rows = codes
+        if codes.shape[0] > _MAX_CALIBRATION_ROWS:
+            sample = np.random.default_rng(0).choice(codes.shape[0], _MAX_CALIBRATION_ROWS, replace=False)
+            rows = codes[np.sort(sample)]
+        best: tuple[float, RegionWatermark] | None = None
+        for candidate in range(GEOMETRY_CANDIDATES):
+            message = REGION_GEOMETRY_DOMAIN + candidate.to_bytes(4, "big")
+            rng = np.random.default_rng(int.from_bytes(hmac.digest(bytes(secret), message, "sha256"), "big"))
+            directions = rng.normal(size=(features.shape[1], REGION_PROJECTIONS))
+            directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+            offsets = rng.uniform(0.0, 1.0, REGION_PROJECTIONS)
+            width = cell_width * np.maximum((standardised @ directions).std(axis=0), 1e-12)
+            # cells = floor(((features - mean) / spread) @ directions / width + offsets), as one affine map.
+            projection = (directions / spread[:, None]) / width[None, :]
+            offset = offsets - (mean / spread) @ directions / width
+            watermark = cls(schema=schema, secret=secret, pooling=pooling, projection=projection, offset=offset)
+            watermark._calibrate(watermark.regions(rows, 2).keys)
+            kept = min(watermark.threshold(fraction) / fraction for fraction in CALIBRATION_FRACTIONS)
+            if best is None or kept > best[0]:
+                best = (kept, watermark)
+            if kept >= 1.0:
+                break
+        return best[1]
+
+    def _calibrate(self, keys: np.ndarray) -> None:
+        self._reference_rows = int(keys.size)
+        self._reference_keys = np.sort(keys)
+        self._reference_keys.setflags(write=False)
+
+    # --- Regions ------------------------------------------------------------------------------------------------
+
+    def cells(self, codes: np.ndarray) -> np.ndarray:
+        """(n, REGION_PROJECTIONS) int32: the keyed grid cell of each canonical row; equal cells, one region."""
+        features = _features(np.asarray(codes, dtype=np.float64), self._pooling, unit_length=self.schema.is_image)
+        cells = np.floor(features @ self._projection + self._offset)
+        return np.clip(cells, -_CELL_LIMIT, _CELL_LIMIT).astype(np.int32)
+
+    def regions(self, codes: np.ndarray, n_classes: int) -> Regions:
+        """Each row's region, its key and its watermark class: one keyed hash per row. Bytes 0..7 of the keyed hash of
+        the region's cells, as an unsigned number, are the key; bytes 8..15 modulo `n_classes` the class."""
+        if n_classes < 2:
+            raise ValueError("a watermark needs at least two classes")
+        cells = self.cells(self.schema.check_codes(codes))
+        raw = keyed_digests(
+            cells.tobytes(), 4 * REGION_PROJECTIONS, secret=self.secret, domain=WATERMARK_DOMAIN, digest_size=16
+        )
+        words = np.frombuffer(raw, dtype=">u8").reshape(cells.shape[0], 2)
+        return Regions(
+            cells=cells,
+            keys=words[:, 0].astype(np.uint64),
+            labels=(words[:, 1] % np.uint64(n_classes)).astype(np.int64),
+        )
+
+    def marked(self, keys: np.ndarray, *, fraction: float) -> np.ndarray:
+        """(n,) bool: the regions with these keys are marked at `fraction`."""
+        return keys < np.uint64(self._threshold_key(fraction))
+
+    # --- The honest cost -----------------------------------------------------------------------------------------
+
+    def _threshold_key(self, fraction: float) -> int:
+        """The largest key threshold t <= fraction * 2^64 such that at most `fraction` of the reference inputs lie
+        in (uncrowded) regions whose key is below t."""
+        _check_fraction(fraction)
+        cached = self._thresholds.get(fraction)
+        if cached is not None:
+            return cached
+        keys = self._reference_keys
+        ceiling = min(int(fraction * _TWO_64), 2**64 - 1)
+        allowed = fraction * self._reference_rows
+        if np.searchsorted(keys, np.uint64(ceiling), side="left") <= allowed:
+            threshold = ceiling
+        else:
+            # Candidates are the reference regions' own keys: below the first key whose region would put the share
+            # over `fraction`. keys[k] has k reference inputs strictly below it (ties share a region).
+            below = np.searchsorted(keys, keys, side="left")
+            fits = below <= allowed
+            threshold = int(keys[fits].max()) if fits.any() else 0
+        self._thresholds[fraction] = threshold
+        return threshold
+
+    def threshold(self, fraction: float) -> float:
+        """The share of all regions marked at `fraction` (<= fraction)."""
+        return self._threshold_key(fraction) / _TWO_64
+
+    def calibration(self, fraction: float, *, heldout: np.ndarray | None = None) -> Calibration:
+        """The figures of a tier's fraction for this model (see `Calibration`)."""
+        threshold = self._threshold_key(fraction)
+        inside = int(np.searchsorted(self._reference_keys, np.uint64(threshold), side="left"))
+        heldout_share = None
+        if heldout is not None and len(heldout):
+            heldout_share = float(np.mean(self.marked(self.regions(heldout, 2).keys, fraction=fraction)))
+        return Calibration(
+            fraction=fraction,
+            threshold=threshold / _TWO_64,
+            reference_share=inside / self._reference_rows if self._reference_rows else 0.0,
+            heldout_share=heldout_share,
+        )
+
+    # --- Serving --------------------------------------------------------------------------------------------------
+
+    def decide(
+        self, codes: np.ndarray, clean_indices: np.ndarray, n_classes: int, *, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The prediction path's decision for a batch: `(is_watermark, label_index)`. A row is answered with the
+        watermark when its region is marked and the region's class is not the row's own clean class (a row that
+        already is the region's class is answered truly). `label_index` is the region's class for every row."""
+        regions = self.regions(codes, n_classes)
+        clean = np.asarray(clean_indices, dtype=np.int64).reshape(-1)
+        if clean.shape[0] != regions.labels.shape[0]:
+            raise ValueError(f"{regions.labels.shape[0]} inputs but {clean.shape[0]} clean labels")
+        if clean.size and (clean.min() < 0 or clean.max() >= n_classes):
+            raise ValueError(f"clean labels must be class indices in 0..{n_classes - 1}")
+        return self.marked(regions.keys, fraction=fraction) & (regions.labels != clean), regions.labels
+
+    def in_marked_region(self, codes: np.ndarray, *, fraction: float) -> np.ndarray:
+        """(n,) bool: the canonical row lies in a marked region (whatever its own label)."""
+        return self.marked(self.regions(codes, 2).keys, fraction=fraction)
 
 
-def watermark_batch(
-    canonical_inputs: np.ndarray,
-    clean_indices: np.ndarray,
-    n_classes: int,
-    *,
-    watermark_secret: bytes,
-    fraction: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The serving hot path's watermark decision for a batch: `(is_watermark, label_index)`.
-
-    A row is answered with the watermark when its region is marked and the region's class is not the row's own
-    clean class (a row that already is the region's class is answered truly). `label_index` is the region's class
-    for every row.
-    """
-    # `region_features` checks the rows are canonical, once: the hot path does not repeat it here.
-    regions = watermark_regions(canonical_inputs, n_classes, watermark_secret=watermark_secret, fraction=fraction)
-    clean = np.asarray(clean_indices, dtype=np.int64).reshape(-1)
-    if clean.shape[0] != regions.marked.shape[0]:
-        raise ValueError(f"{regions.marked.shape[0]} inputs but {clean.shape[0]} clean labels")
-    if clean.size and (clean.min() < 0 or clean.max() >= n_classes):
-        raise ValueError(f"clean labels must be class indices in 0..{n_classes - 1}")
-    return regions.marked & (regions.labels != clean), regions.labels
+def _features(values: np.ndarray, pooling: np.ndarray | None, *, unit_length: bool) -> np.ndarray:
+    """The pooled (images) and, for images, unit-length features a region is cut from."""
+    features = values @ pooling if pooling is not None else values
+    if unit_length:
+        norms = np.sqrt(np.einsum("ij,ij->i", features, features))
+        norms[norms == 0.0] = 1.0
+        features = features / norms[:, None]
+    return features
 
 
 # --- Verification ------------------------------------------------------------------------------------------------
@@ -249,14 +359,14 @@ class WatermarkVerification:
     """The evidence that a suspect learned from our watermarked answers.
 
     - `inputs`: distinct canonical inputs examined (the same input asked twice is one observation).
-    - `regions` / `watermark_inputs`: the marked regions tested (those whose class is not the majority of our own
-      labels for their inputs) and how many of the inputs fall in them.
-    - `matches`: on how many of those inputs the suspect answered its region's watermark class; `expected_matches`:
-      the mean of that count under the null hypothesis; `p_value`: P(count >= matches) under it (see
-      `verify_watermark`); `verdict`: p_value < alpha.
+    - `regions` / `watermark_inputs`: the marked regions the inputs fall in and how many inputs they hold.
+    - `matches`: on how many of those inputs the suspect answered its region's watermark class, in the regions
+      whose class is not the majority of our own labels there (where the watermark changed answers);
+      `expected_matches`: the mean of that count under the null hypothesis; `p_value`: P(count >= matches) under
+      it (see `verify_watermark`); `verdict`: p_value < alpha.
     - `control_inputs` / `control_matches` / `control_rate`: the same count in the unmarked regions (their would-be
-      class, where it is not the region's majority). Informational: it is what a suspect's answers look like
-      against classes it never saw.
+      class, where it is not the region's majority). Informational: what a suspect's answers look like against
+      classes it never saw.
     """
 
     inputs: int
@@ -281,33 +391,34 @@ def verify_watermark(
     *,
     clean_label_fn: Callable[[np.ndarray], np.ndarray],
     n_classes: int,
-    watermark_secret: bytes,
+    watermark: RegionWatermark,
     fraction: float = DEFAULT_WATERMARK_FRACTION,
     alpha: float = DEFAULT_ALPHA,
 ) -> WatermarkVerification:
     """Test whether a suspect model answers our marked regions' classes more often than an independent model could.
 
-    `canonical_inputs` is `(n, 64)` uint8; `suspect_labels[i]` is the class index the suspect answered for row i
-    (-1 for an answer that is not one of our classes: it never matches). `clean_label_fn(rows) -> indices` gives
-    our own model's top-1 for canonical rows (the verifier passes the registry's model; tests pass a stand-in), so
-    this function stays pure. `fraction` must be the (largest) watermark fraction the suspect's tier was served
-    with.
+    `canonical_inputs` are the model's canonical rows (n, d); `suspect_labels[i]` is the class index the suspect
+    answered for row i (-1 for an answer that is not one of our classes: it never matches). `clean_label_fn(rows)
+    -> indices` gives our own model's top-1 for canonical rows (the verifier passes the registry's model; tests pass
+    a stand-in), so this function stays pure. `fraction` must be the (largest) watermark fraction the suspect's
+    tier was served with.
 
     The inputs are grouped by region. For a marked region R with inputs I_R, m_R is the majority of our own labels
-    on I_R (lowest class on ties) and w_R its watermark class; regions with w_R = m_R are skipped (they changed
-    almost no answer). The statistic is the number of inputs on which the suspect answered w_R, summed over the
-    tested regions.
+    on I_R (lowest class on ties) and w_R its watermark class. The statistic counts, over marked regions with
+    w_R != m_R, the inputs on which the suspect answered w_R; a region whose class is its majority changed almost no
+    answer and counts 0.
 
-    Null hypothesis: the suspect's answers do not depend on our watermark secret. Given the regions, their inputs
-    and the suspect's answers, each w_R is then uniform over the classes other than m_R and independent of every
-    other region's (one HMAC draw per region). So the null distribution of the statistic is exactly that of a sum,
-    over regions, of the suspect's answer count for one class drawn uniformly from the n-1 classes other than m_R:
-    computed exactly (`sum_of_uniform_choices_tail`), for ANY suspect that lacks the secret, however accurate,
-    biased or confused. Answers within one region are strongly correlated (the suspect treats neighbours alike);
-    counting regions as the independent draws is what keeps this test honest where a per-input binomial would
-    over-accuse.
+    Null hypothesis: the suspect's answers do not depend on our watermark secret. Given the regions, their inputs,
+    which are marked and the suspect's answers, each w_R is then uniform over all the classes and independent of
+    every other region's (bytes of its own keyed hash that the marking does not read). So the null distribution of the
+    statistic is exactly that of a sum, over marked regions, of one draw uniform over the classes of "the suspect's
+    count for that class, or 0 for m_R": computed exactly (`sum_of_uniform_choices_tail`), for ANY suspect that
+    lacks the secret, however accurate, biased or confused. Drawing over all classes (m_R included, worth 0) keeps
+    the test alive for two classes, where w_R != m_R leaves no choice. Answers within one region are strongly
+    correlated (the suspect treats neighbours alike); counting regions as the independent draws is what keeps this
+    test honest where a per-input binomial would over-accuse.
     """
-    rows = check_canonical(canonical_inputs)
+    rows = watermark.schema.check_codes(canonical_inputs)
     suspect = np.asarray(suspect_labels, dtype=np.int64).reshape(-1)
     if suspect.shape[0] != rows.shape[0]:
         raise ValueError(f"{rows.shape[0]} inputs but {suspect.shape[0]} suspect labels")
@@ -320,8 +431,8 @@ def verify_watermark(
     clean = np.asarray(clean_label_fn(rows), dtype=np.int64).reshape(-1)
     if clean.shape[0] != rows.shape[0]:
         raise ValueError("clean_label_fn must return one class index per input")
-    regions = watermark_regions(rows, n_classes, watermark_secret=watermark_secret, fraction=fraction)
-    _, first_of_region, region_of = np.unique(regions.codes, axis=0, return_index=True, return_inverse=True)
+    regions = watermark.regions(rows, n_classes)
+    _, first_of_region, region_of = np.unique(regions.cells, axis=0, return_index=True, return_inverse=True)
     region_of = region_of.reshape(-1)
     n_regions = first_of_region.size
     # Per region: our labels' counts (for the majority) and the suspect's answers' counts, one row per region.
@@ -332,19 +443,21 @@ def verify_watermark(
     np.add.at(answered, (region_of[valid], suspect[valid]), 1)
     majority = ours.argmax(axis=1)
     label = regions.labels[first_of_region]
-    marked = regions.marked[first_of_region]
+    marked = watermark.marked(regions.keys[first_of_region], fraction=fraction)
     sizes = ours.sum(axis=1)
     hits = answered[np.arange(n_regions), label]
-    tested = marked & (label != majority)
-    control = ~marked & (label != majority)
-    choices = [np.delete(answered[r], majority[r]) for r in np.flatnonzero(tested)]
-    matches = int(hits[tested].sum())
+    changed = label != majority
+    counted = answered.copy()
+    counted[np.arange(n_regions), majority] = 0
+    choices = [counted[r] for r in np.flatnonzero(marked)]
+    matches = int(hits[marked & changed].sum())
+    control = ~marked & changed
     control_inputs, control_matches = int(sizes[control].sum()), int(hits[control].sum())
     p_value = sum_of_uniform_choices_tail(choices, matches)
     return WatermarkVerification(
         inputs=int(rows.shape[0]),
         regions=len(choices),
-        watermark_inputs=int(sizes[tested].sum()),
+        watermark_inputs=int(sizes[marked].sum()),
         matches=matches,
         expected_matches=float(sum(choice.mean() for choice in choices)),
         p_value=p_value,
@@ -358,90 +471,72 @@ def verify_watermark(
 
 # --- Probes ------------------------------------------------------------------------------------------------------
 
-# Crude 8x8 glyphs of the ten digits ('#' = 16, '+' = 10, '.' = 4, ' ' = 0), the seeds of synthetic probes when the
-# operator supplies no inputs of their own. They only need to look like the API's ordinary traffic.
-_GLYPHS = (
-    ("  .##.  ", " .#  #. ", " #.  .# ", " #    # ", " #    # ", " #.  .# ", " .#  #. ", "  .##.  "),
-    ("   .#   ", "  .##   ", " .+.#   ", "    #   ", "    #   ", "    #   ", "    #   ", "  .###. "),
-    ("  .##.  ", " .#  #. ", "     #. ", "    .#  ", "   .#.  ", "  .#.   ", " .#.    ", " .####. "),
-    ("  .##.  ", " .#  #. ", "     #. ", "   ##.  ", "     #. ", "      # ", " .#  #. ", "  .##.  "),
-    ("    .#  ", "   .##  ", "  .+ #  ", " .#  #  ", " #####. ", "     #  ", "     #  ", "     #  "),
-    (" .####. ", " .#     ", " .#     ", " .###.  ", "     #. ", "      # ", " .#  #. ", "  .##.  "),
-    ("   .#.  ", "  .#.   ", " .#     ", " .###.  ", " #.  #. ", " #    # ", " .#  #. ", "  .##.  "),
-    (" .####. ", "     #. ", "    .#  ", "    #.  ", "   .#   ", "   #.   ", "   #    ", "   #    "),
-    ("  .##.  ", " .#  #. ", " .#  #. ", "  .##.  ", " .#  #. ", " #    # ", " .#  #. ", "  .##.  "),
-    ("  .##.  ", " .#  #. ", " #    # ", " .#  ## ", "  .##.# ", "     #. ", "    .#  ", "  .#.   "),
-)
-_GLYPH_VALUES = {" ": 0, ".": 4, "+": 10, "#": 16}
 
-
-def _glyph_rows() -> np.ndarray:
-    return np.array(
-        [[_GLYPH_VALUES[ch] for line in glyph for ch in line] for glyph in _GLYPHS],
-        dtype=np.uint8,
-    )
-
-
-def _perturb(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Natural variation of canonical rows: a shift by at most one pixel, intensity jitter, and a little noise."""
-    images = base.reshape(-1, 8, 8).astype(np.int16)
-    out = np.empty_like(images)
-    shifts = rng.integers(-1, 2, size=(images.shape[0], 2))
-    for i in range(images.shape[0]):
-        out[i] = np.roll(images[i], shift=(int(shifts[i, 0]), int(shifts[i, 1])), axis=(0, 1))
-    jitter = rng.integers(-2, 3, size=out.shape)
-    out = np.where(out > 0, out + jitter, np.where(rng.random(out.shape) < 0.03, 2, 0))
-    return np.clip(out, PIXEL_MIN, PIXEL_MAX).astype(np.uint8).reshape(-1, N_FEATURES)
+def _perturb(base: np.ndarray, schema: InputSchema, spread: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Natural-looking variations of canonical rows: a third of the features moved by a tenth of their reference
+    spread (at least one grid step), and for images a shift by one pixel now and then."""
+    rows = base.astype(np.int64)
+    if schema.is_image:
+        images = rows.reshape(-1, schema.height, schema.width, schema.channels)
+        shifted = rng.random(images.shape[0]) < 0.2
+        for i in np.flatnonzero(shifted):
+            images[i] = np.roll(images[i], shift=tuple(int(s) for s in rng.integers(-1, 2, 2)), axis=(0, 1))
+        rows = images.reshape(rows.shape)
+    moved = rng.random(rows.shape) < 1 / 3
+    step = np.maximum(1.0, 0.1 * spread)
+    jitter = np.rint(rng.normal(0.0, 1.0, rows.shape) * step).astype(np.int64)
+    rows = np.where(moved, rows + jitter, rows)
+    return np.clip(rows, 0, schema.top_code).astype(schema.code_dtype)
 
 
 def watermark_probe_inputs(
     n: int,
     *,
-    watermark_secret: bytes,
+    watermark: RegionWatermark,
+    base_inputs: np.ndarray,
     fraction: float = DEFAULT_WATERMARK_FRACTION,
     seed: int,
-    base_inputs: np.ndarray | None = None,
     max_candidates: int | None = None,
 ) -> np.ndarray:
-    """`n` distinct, natural-looking canonical inputs that all lie in marked regions: `(n, 64)` uint8.
+    """`n` distinct, natural-looking canonical inputs that all lie in marked regions: (n, d) of the schema's codes.
 
     A suspect shows our watermark in a region only if it learned our answers there, so the best probes are the
-    inputs a thief most likely asked. With `base_inputs` (canonical rows, e.g. the public data set thieves start
-    from, or the inputs a suspect key sent), the base rows in marked regions come first, in their order; the rest
-    are small variations of base rows, kept when they fall in a marked region. Without them, variations of
-    built-in digit glyphs are used: those find a thief only if its copy generalised our answers to them, so prefer
-    real inputs. Several probes may share a region; `verify_watermark` counts the region once. Deterministic for a
-    given `seed`. Raises RuntimeError when `max_candidates` (default 200/fraction per probe, with a floor) run out
-    first.
+    inputs a thief most likely asked: `base_inputs` (canonical rows, e.g. the model's reference data, the public
+    data set thieves start from, or the inputs a suspect key sent). The base rows in marked regions come first, in
+    their order; the rest are small variations of base rows, kept when they fall in a marked region. Several probes
+    may share a region; `verify_watermark` counts the region once. Deterministic for a given `seed`. Raises
+    RuntimeError when `max_candidates` (default 200/fraction per probe, with a floor) run out first.
     """
     if n < 0:
         raise ValueError("n must be non-negative")
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"probes need a watermark fraction in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    base = _glyph_rows() if base_inputs is None else check_canonical(base_inputs)
+    schema = watermark.schema
+    base = schema.check_codes(base_inputs)
     if base.shape[0] == 0:
         raise ValueError("base_inputs is empty")
+    rng = np.random.default_rng(seed)
+    spread = base.astype(np.float64).std(axis=0)
     budget = max_candidates if max_candidates is not None else max(10_000, int(200 * max(n, 1) / fraction))
+    width = schema.row_bytes
     found: list[bytes] = []
     seen: set[bytes] = set()
 
     def consider(candidates: np.ndarray) -> None:
-        marked = in_watermark_region(candidates, watermark_secret=watermark_secret, fraction=fraction)
-        raw = candidates.tobytes()
+        marked = watermark.in_marked_region(candidates, fraction=fraction)
+        raw = np.ascontiguousarray(candidates).tobytes()
         for i in np.flatnonzero(marked):
-            row = raw[i * N_FEATURES : (i + 1) * N_FEATURES]
+            row = raw[i * width : (i + 1) * width]
             if len(found) < n and row not in seen:
                 seen.add(row)
                 found.append(row)
 
-    if base_inputs is not None:
-        consider(base[:budget])
-    tried = min(budget, base.shape[0]) if base_inputs is not None else 0
+    consider(base[:budget])
+    tried = min(budget, base.shape[0])
     while len(found) < n:
         if tried >= budget:
             raise RuntimeError(f"found {len(found)} of {n} watermark probes in {budget} candidates")
         size = min(4096, budget - tried)
-        consider(_perturb(base[rng.integers(0, base.shape[0], size=size)], rng))
+        consider(_perturb(base[rng.integers(0, base.shape[0], size=size)], schema, spread, rng))
         tried += size
-    return np.frombuffer(b"".join(found), dtype=np.uint8).reshape(n, N_FEATURES).copy()
+    return schema.decode_rows(b"".join(found)).copy()

@@ -33,28 +33,36 @@ def _clean_redis():
     connection.close()
 
 
+# The data migrations' functions, in migration order: (module, function).
 SEED_MIGRATIONS = (
-    "tiers.migrations.0002_seed_tiers",
-    "tiers.migrations.0003_tier_defenses",
-    "legal.migrations.0002_seed_terms",
-    "abuse.migrations.0002_audit_append_only_and_reviewers",  # the "Abuse reviewers" group
+    ("tiers.migrations.0002_seed_tiers", "seed"),
+    ("tiers.migrations.0003_tier_defenses", "seed"),
+    ("tiers.migrations.0005_region_watermark_fraction", "raise_fraction"),
+    ("legal.migrations.0002_seed_terms", "seed"),
+    ("abuse.migrations.0002_audit_append_only_and_reviewers", "seed"),  # the "Abuse reviewers" group
 )
 
 
-@pytest.fixture(autouse=True)
-def _seed_data_for_transactional_tests(request):
-    """Transactional tests end by emptying every table, the migrations' seed rows too: put the tiers, the Terms
-    and the reviewers' group back first, so each such test starts from the database a fresh migration leaves."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker is None or not marker.kwargs.get("transaction"):
-        return
-    request.getfixturevalue("transactional_db")
+def reseed_migration_data() -> None:
+    """Put back the rows the data migrations leave: the tiers (as the last migration left them), the Terms and the
+    reviewers' group."""
     import importlib
 
     from django.apps import apps
 
-    for module in SEED_MIGRATIONS:
-        importlib.import_module(module).seed(apps, None)
+    for module, function in SEED_MIGRATIONS:
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _seed_data_for_transactional_tests(request):
+    """Transactional tests end by emptying every table, the migrations' seed rows too: put them back first, so each
+    such test starts from the database a fresh migration leaves."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    reseed_migration_data()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""Simulated traffic replayed into the real query log: each simulated call becomes the record the API would have
-appended to the Redis stream, and the real flush moves it to PostgreSQL. The detection benchmark, the tests and an
-operator calibrating thresholds (on a scratch database) replay traffic this way."""
+"""Simulated traffic of the digits model (`abuse.simulation`) replayed into the real query log: each simulated
+call becomes the record the API would have appended to the Redis stream, and the real flush moves it to PostgreSQL.
+The detection benchmark, the tests and an operator calibrating thresholds (on a scratch database) replay traffic
+this way."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -8,6 +9,7 @@ from datetime import datetime
 from abuse.simulation import SimulatedCall
 from accounts.models import Organization
 from apikeys.models import ApiKey
+from serving.ml.digits import SLUG as DIGITS_SLUG
 from serving.predictions.querylog import QueryRecord, querylog_append, querylog_flush
 
 _STATUS = {"rate_limited": 429, "not_found": 404, "model_not_found": 404, "method_not_allowed": 405,
@@ -34,8 +36,9 @@ def simulated_call_record(
         )  # fmt: skip
     count = len(call.inputs)
     return QueryRecord(
-        endpoint="predict", status=200, model_slug="digits", model_version="test", variant="defended",
-        inputs=call.inputs.tobytes(), labels=list(call.labels), clean_labels=list(call.labels),
+        endpoint="predict", status=200, model_slug=DIGITS_SLUG, model_version="test", variant="defended",
+        inputs=call.inputs.tobytes(), input_row_bytes=call.inputs.shape[1] * call.inputs.itemsize,
+        labels=list(call.labels), clean_labels=list(call.labels),
         confidences=list(call.confidences), watermarked=[False] * count, **common,
     )  # fmt: skip
 

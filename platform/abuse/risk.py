@@ -6,21 +6,23 @@ returns at once, since the running one covers the same traffic; assessments are 
 action is conditional (a frozen organization is not frozen again, nor emailed twice)."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from abuse.extraction import InputProfile, RiskResult, extraction_risk
+from abuse.extraction import RiskResult, extraction_risk
 from abuse.models import Ring, RingStatus, RiskAssessment, RiskLevel, RiskState
 from abuse.rings import ABUSE_LOCK_CLASS
 from abuse.selectors import (
+    ModelReference,
+    model_references,
+    models_queried,
     organization_tiers,
     organizations_with_new_traffic,
     query_window,
-    reference_profile,
     tier_normal_volume,
 )
 from abuse.services import JOBS_ACTOR, Actor, organization_clear_throttle, organization_freeze, organization_throttle
@@ -51,15 +53,27 @@ class _Subject:
     normal_volume: float
 
 
-def _assess(subject: _Subject, *, profile: InputProfile | None, n_classes: int, now: datetime) -> RiskResult:
-    window = query_window(starts=subject.starts, end=now, n_classes=n_classes)
-    return extraction_risk(
-        window,
-        profile,
-        normal_volume=subject.normal_volume,
-        throttle_score=settings.ABUSE_THROTTLE_SCORE,
-        freeze_score=settings.ABUSE_FREEZE_SCORE,
-    )
+def _assess(subject: _Subject, *, references: dict[str, ModelReference], now: datetime) -> RiskResult:
+    """The subject's risk: its window scored once per model it queried (inputs of different models are not
+    comparable), the highest score standing, and saying which model when the platform serves several."""
+    queried = [references[slug] for slug in models_queried(starts=subject.starts, end=now) if slug in references]
+    if not queried:  # no answered prediction (yet): errors and volume alone, read through any model
+        queried = list(references.values())[:1]
+    best: RiskResult | None = None
+    for reference in queried:
+        window = query_window(starts=subject.starts, end=now, reference=reference)
+        result = extraction_risk(
+            window,
+            reference.profile,
+            normal_volume=subject.normal_volume,
+            throttle_score=settings.ABUSE_THROTTLE_SCORE,
+            freeze_score=settings.ABUSE_FREEZE_SCORE,
+        )
+        if len(references) > 1:
+            result = replace(result, explanation=f"On model '{reference.slug}': {result.explanation}")
+        if best is None or result.score > best.score:
+            best = result
+    return best
 
 
 def _store(result: RiskResult, *, organization_id: int | None, ring: Ring | None, start: datetime, now: datetime):
@@ -137,7 +151,9 @@ def extraction_risk_assess_all(*, now: datetime | None = None) -> list[RiskAsses
 
 
 def _assess_all(*, now: datetime) -> list[RiskAssessment]:
-    profile, n_classes = reference_profile()
+    references = model_references()
+    if not references:
+        return []  # nothing is served: there is no traffic to score
     active = organizations_with_new_traffic(since=now - settings.ABUSE_RISK_WINDOW, until=now)
     rings = list(
         Ring.objects.filter(status=RingStatus.ACTIVE, memberships__organization_id__in=active).distinct()
@@ -154,7 +170,7 @@ def _assess_all(*, now: datetime) -> list[RiskAssessment]:
         if org not in tiers:
             continue  # deleted since its traffic was logged
         subject = _Subject((org,), {org: starts[org]}, _normal_volume([org], tiers))
-        result = _assess(subject, profile=profile, n_classes=n_classes, now=now)
+        result = _assess(subject, references=references, now=now)
         own[org] = (result.score, result)
         stored.append(_store(result, organization_id=org, ring=None, start=starts[org], now=now))
 
@@ -162,7 +178,7 @@ def _assess_all(*, now: datetime) -> list[RiskAssessment]:
     for ring in rings:
         members = [org for org in ring_members[ring.pk] if org in tiers]
         subject = _Subject(tuple(members), {org: starts[org] for org in members}, _normal_volume(members, tiers))
-        result = _assess(subject, profile=profile, n_classes=n_classes, now=now)
+        result = _assess(subject, references=references, now=now)
         by_ring[ring.pk] = (result.score, result, ring)
         stored.append(_store(result, organization_id=None, ring=ring, start=min(subject.starts.values()), now=now))
 

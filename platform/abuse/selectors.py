@@ -17,10 +17,9 @@ from accounts.models import Organization, SignupRecord
 from apikeys.models import ApiKey, KeyState
 from billing.metering.models import UsageDay
 from billing.payments.models import BillingAccount
+from serving.input_schema import InputSchema
 from serving.predictions.models import QueryLog
-from serving.registry.models import ModelVersion
-
-INPUT_WIDTH = 64
+from serving.registry.models import ArtifactFormat, ModelVersion
 
 
 def signup_facts(*, since: datetime) -> list[SignupFact]:
@@ -69,16 +68,57 @@ def organizations_with_new_traffic(*, since: datetime, until: datetime) -> list[
     )
 
 
-def query_window(*, starts: dict[int, datetime], end: datetime, n_classes: int) -> QueryWindow:
-    """The calls of the organizations (`starts`: organization id -> its window's start) up to `end`, merged in time
-    order: the inputs of the latest ABUSE_RISK_MAX_INPUTS inputs' successful predictions, and the errors
-    (throttling excepted). Inputs already pruned by the retention job are skipped."""
+@dataclass(frozen=True)
+class ModelReference:
+    """What the scorer knows of one served model: its input schema (to read the logged inputs), its class count and
+    the reference profile of its natural inputs (None: the distribution signals are off for it)."""
+
+    slug: str
+    schema: InputSchema
+    n_classes: int
+    profile: InputProfile | None
+
+
+def model_references() -> dict[str, ModelReference]:
+    """Every model with an active version, by slug. The profile is the active full version's (else the defended
+    one's): the natural inputs are the model's, whichever variant answered them."""
+    references: dict[str, ModelReference] = {}
+    active = ModelVersion.objects.filter(is_active=True, artifact_format=ArtifactFormat.ONNX).select_related("model")
+    for version in active.order_by("model__slug", "variant"):  # "defended" < "full": the full one's profile wins
+        model = version.model
+        profile = InputProfile.from_dict(version.input_profile) if version.input_profile else None
+        known = references.get(model.slug)
+        references[model.slug] = ModelReference(
+            slug=model.slug,
+            schema=InputSchema.from_dict(model.input_schema),
+            n_classes=len(model.class_labels),
+            profile=profile or (known.profile if known else None),
+        )
+    return references
+
+
+def _calls(starts: dict[int, datetime], end: datetime):
     scope = Q()
     for organization_id, start in starts.items():
         scope |= Q(organization_id=organization_id, created_at__gte=start)
-    calls = QueryLog.objects.filter(scope, created_at__lte=end)
+    return QueryLog.objects.filter(scope, created_at__lte=end)
+
+
+def models_queried(*, starts: dict[int, datetime], end: datetime) -> list[str]:
+    """The models the organizations' windows hold answered predictions of, by slug."""
+    queried = _calls(starts, end).filter(endpoint="predict", status=200).values_list("model_slug", flat=True)
+    return sorted(set(queried.distinct().order_by()))
+
+
+def query_window(*, starts: dict[int, datetime], end: datetime, reference: ModelReference) -> QueryWindow:
+    """The calls of the organizations (`starts`: organization id -> its window's start) up to `end`, merged in time
+    order: the inputs of the latest ABUSE_RISK_MAX_INPUTS inputs' successful predictions of one model, and the
+    errors (throttling excepted). Volume counts every model's inputs (it is the account's); inputs already pruned
+    by the retention job are skipped."""
+    calls = _calls(starts, end)
+    schema = reference.schema
     predictions = list(
-        calls.filter(endpoint="predict", status=200, inputs__isnull=False)
+        calls.filter(endpoint="predict", status=200, inputs__isnull=False, model_slug=reference.slug)
         .order_by("-created_at", "-pk")
         .values_list("created_at", "inputs", "labels", "confidences")[: settings.ABUSE_RISK_MAX_INPUTS]
     )
@@ -88,13 +128,13 @@ def query_window(*, starts: dict[int, datetime], end: datetime, n_classes: int) 
     confidences: list[float] = []
     times: list[float] = []
     for created_at, raw, call_labels, call_confidences in predictions:
-        batch = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(-1, INPUT_WIDTH)
+        batch = schema.decode_rows(bytes(raw))
         count = min(len(batch), len(call_labels), len(call_confidences))
         rows.append(batch[:count])
         labels.extend(call_labels[:count])
         confidences.extend(call_confidences[:count])
         times.extend([created_at.timestamp()] * count)
-    inputs = np.concatenate(rows) if rows else np.zeros((0, INPUT_WIDTH), dtype=np.uint8)
+    inputs = np.concatenate(rows) if rows else np.zeros((0, schema.n_features), dtype=schema.code_dtype)
     keep = settings.ABUSE_RISK_MAX_INPUTS  # the latest calls were taken whole; trim the oldest inputs
     errors = list(
         calls.filter(status__gte=400).exclude(status=429).order_by("created_at", "pk")
@@ -110,7 +150,7 @@ def query_window(*, starts: dict[int, datetime], end: datetime, n_classes: int) 
         times=np.asarray(times[-keep:], dtype=np.float64),
         error_times=np.asarray([when.timestamp() for when, _, _ in errors], dtype=np.float64),
         error_kinds=[f"{endpoint}:{code}" for _, endpoint, code in errors],
-        n_classes=n_classes,
+        n_classes=reference.n_classes,
         accounts=len(starts),
     )
 
@@ -123,16 +163,6 @@ def tier_normal_volume(*, tier_code: str, requests_per_day: int, days: int = 7) 
     daily = list(UsageDay.objects.filter(tier_code=tier_code, day__gte=since).values_list("units", flat=True))
     floor = requests_per_day * settings.ABUSE_NORMAL_VOLUME_FLOOR
     return max(float(statistics.median(daily)) if daily else 0.0, floor)
-
-
-def reference_profile() -> tuple[InputProfile | None, int]:
-    """The input profile of the natural data (from the active full version of the demo model) and the number of
-    classes. None when no model carries a profile: the scorer then works without the distribution signals."""
-    version = ModelVersion.objects.filter(is_active=True, variant="full").select_related("model").order_by("pk").first()
-    if version is None:
-        return None, 10
-    profile = version.input_profile or None
-    return (InputProfile.from_dict(profile) if profile else None), len(version.model.class_labels)
 
 
 def organization_tiers(*, organization_ids: Iterable[int]) -> dict[int, tuple[str, int]]:

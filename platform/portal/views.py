@@ -11,6 +11,8 @@ from accounts.models import Membership
 from accounts.selectors import invitation_list_pending_for_org, is_owner, membership_for_user, organization_members
 from apikeys.models import KeyState
 from apikeys.selectors import apikey_list_for_org
+from core.db import DATABASE_UNAVAILABLE_ERRORS
+from serving.predictions.docs import documented_models
 from tiers.selectors import tier_list
 
 
@@ -55,8 +57,18 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def docs(request: HttpRequest) -> HttpResponse:
+    try:
+        models = documented_models()
+    except DATABASE_UNAVAILABLE_ERRORS:
+        models = []  # the page still explains the API; the models' sections come back with the registry
     return render(
         request,
         "portal/docs.html",
-        {"api_base": settings.SITE_URL + "/v1", "key_prefix": settings.API_KEY_PREFIX, "tiers": tier_list()},
+        {
+            "api_base": settings.SITE_URL + "/v1",
+            "key_prefix": settings.API_KEY_PREFIX,
+            "tiers": tier_list(),
+            "models": models,
+            "example": models[0] if models else None,
+        },
     )

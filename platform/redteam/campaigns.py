@@ -18,6 +18,7 @@ import numpy as np
 
 from redteam.client import ApiAnswer, ApiClient, ClientError
 from redteam.strategies import Strategy
+from serving.ml.digits import DIGITS_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class CampaignLog:
     stopped: str = ""
 
     def answered_inputs(self) -> np.ndarray:
-        return np.concatenate(self.inputs) if self.inputs else np.zeros((0, 64), dtype=np.uint8)
+        return np.concatenate(self.inputs) if self.inputs else np.zeros((0, DIGITS_FEATURES), dtype=np.uint8)
 
     def answered_labels(self) -> np.ndarray:
         return np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.int64)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.ml.mlp import TRAINING_INPUT_SCALE, MLPWeights, _Adam, _forward_all, _he_init, forward_logits, softmax
+from serving.ml.mlp import MLPWeights, _Adam, _forward_all, _he_init, _prepare, forward_logits, input_bounds, softmax
 
 SOFT = "soft"
 LOGITS = "logits"
@@ -88,9 +88,18 @@ def _output_delta(logits: np.ndarray, targets: np.ndarray, kind: str) -> np.ndar
     return 2.0 * (centred - targets) / logits.shape[1]
 
 
-def train_copy(inputs: np.ndarray, targets: np.ndarray, *, kind: str, recipe: CopyRecipe, seed: int = 0) -> MLPWeights:
-    """Train a copy on raw inputs (n, 64) in 0..16 and `targets` (n, C) of `kind` SOFT or LOGITS. Raises
-    ValueError for an unknown kind, no rows, or mismatched shapes."""
+def train_copy(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    *,
+    kind: str,
+    recipe: CopyRecipe,
+    bounds: tuple[object, object],
+    seed: int = 0,
+) -> MLPWeights:
+    """Train a copy on raw inputs (n, d) within `bounds` (the input bounds the API publishes: numbers or one per
+    feature) and `targets` (n, C) of `kind` SOFT or LOGITS. Raises ValueError for an unknown kind, no rows, or
+    mismatched shapes."""
     if kind not in (SOFT, LOGITS):
         raise ValueError(f"unknown target kind {kind!r}")
     X = np.asarray(inputs, dtype=np.float64)
@@ -98,7 +107,8 @@ def train_copy(inputs: np.ndarray, targets: np.ndarray, *, kind: str, recipe: Co
     if X.ndim != 2 or T.ndim != 2 or X.shape[0] != T.shape[0] or X.shape[0] == 0:
         raise ValueError(f"expected inputs (n, features) and targets (n, classes), got {X.shape} and {T.shape}")
     rng = np.random.default_rng(seed)
-    a0 = X * TRAINING_INPUT_SCALE
+    low, high = input_bounds(*bounds, X.shape[1])
+    a0 = _prepare(X, low=low, high=high, input_levels=None)
     weights, biases = _he_init([X.shape[1], *recipe.hidden, T.shape[1]], rng)
     params = weights + biases
     optimiser = _Adam(params, recipe.learning_rate)
@@ -124,7 +134,7 @@ def train_copy(inputs: np.ndarray, targets: np.ndarray, *, kind: str, recipe: Co
             done += 1
             if done >= steps:
                 break
-    return MLPWeights(weights=tuple(weights), biases=tuple(biases), input_scale=TRAINING_INPUT_SCALE)
+    return MLPWeights(weights=tuple(weights), biases=tuple(biases), input_low=low, input_high=high)
 
 
 def predict_labels(model: MLPWeights, inputs: np.ndarray) -> np.ndarray:

@@ -42,14 +42,15 @@ from redteam.copies import (
     train_copy,
 )
 from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, Strategy, UniformRandom
-from serving.ml.artifacts import load_artifact
+from serving.input_schema import InputSchema
+from serving.ml.digits import SLUG as DIGITS_SLUG
 from serving.ml.digits import load_digits_split
-from serving.ml.mlp import MLPWeights, forward_logits
-from serving.registry.selectors import active_version, version_artifact_file
-from serving.watermark import verify_watermark
+from serving.ml.mlp import MLPWeights
+from serving.registry.selectors import active_version, model_reference_codes, model_schema, version_classifier
+from serving.watermark import RegionWatermark, verify_watermark
 from tiers.models import Tier
 
-MODEL = "digits"
+MODEL = DIGITS_SLUG
 TITLES = {
     "equation_solving": "equation solving on probabilities (logits)",
     "uniform": "retraining, uniform random inputs",
@@ -169,10 +170,8 @@ class Reference:
     pool_labels: np.ndarray
     tiers: dict[str, Tier]
     versions: dict[str, str]
-
-
-def _labeller(weights: MLPWeights) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda rows: forward_logits(weights, np.asarray(rows, dtype=np.float64)).argmax(axis=1)
+    schema: InputSchema
+    watermark: RegionWatermark  # the model's regions under the server's secret, as the API serves them
 
 
 def load_reference() -> Reference:
@@ -186,8 +185,8 @@ def load_reference() -> Reference:
         version = active_version(model_slug=MODEL, variant=variant)
         if version is None:
             raise RuntimeError(f"no active {variant} version of '{MODEL}': train or register one first")
-        weights = load_artifact(version_artifact_file(version=version), expected_sha256=version.artifact_sha256)
-        labellers[variant] = _labeller(weights)
+        classifier = version_classifier(version=version)
+        labellers[variant] = lambda rows, c=classifier: c.logits(c.schema.values(np.asarray(rows))).argmax(axis=1)
         versions[variant] = version.version
         if variant == "full":
             provenance = version.provenance or {}
@@ -200,6 +199,14 @@ def load_reference() -> Reference:
     # The split exactly as the provenance recorded it; what it does not record is the loader's default.
     recorded = {"seed": "split_seed", "test_fraction": "test_fraction", "public_fraction": "public_fraction"}
     split = load_digits_split(**{arg: provenance[key] for arg, key in recorded.items() if key in provenance})
+    model = active_version(model_slug=MODEL, variant="full").model
+    schema = model_schema(model=model)
+    watermark = RegionWatermark.fit(
+        schema,
+        model_reference_codes(model=model),
+        secret=settings.WATERMARK_SECRET.encode(),
+        n_classes=len(model.class_labels),
+    )
     return Reference(
         heldout=split.X_test,
         full_labels=labellers["full"](split.X_test),
@@ -209,6 +216,8 @@ def load_reference() -> Reference:
         pool_labels=split.y_public,
         tiers={tier.code: tier for tier in Tier.objects.filter(code__in=["free", "pro", "enterprise"])},
         versions=versions,
+        schema=schema,
+        watermark=watermark,
     )
 
 
@@ -216,7 +225,9 @@ def _copy_agreement(
     reference: Reference, X: np.ndarray, targets: np.ndarray, kind: str, *, light: bool = False
 ) -> tuple[float, MLPWeights]:
     recipe = LOGIT_RECIPE if kind == LOGITS else LIGHT_RECIPE if light else LABEL_RECIPE
-    copy = train_copy(X, targets, kind=kind, recipe=recipe, seed=0)
+    copy = train_copy(
+        X, targets, kind=kind, recipe=recipe, bounds=(reference.schema.low, reference.schema.high), seed=0
+    )
     return measure.agreement(predict_labels(copy, reference.heldout), reference.full_labels), copy
 
 
@@ -224,12 +235,13 @@ def _watermark(reference: Reference, tier: Tier, X: np.ndarray, copy: MLPWeights
     fraction = float((tier.defenses or {}).get("watermark_fraction", 0.0))
     if fraction <= 0:
         return None  # this tier's answers carry no watermark (enterprise)
+    codes = reference.schema.codes(X)
     result = verify_watermark(
-        X.astype(np.uint8),
-        predict_labels(copy, X),
+        codes,
+        predict_labels(copy, reference.schema.values(codes)),
         clean_label_fn=reference.labellers[tier.model_variant],
         n_classes=len(reference.classes),
-        watermark_secret=settings.WATERMARK_SECRET.encode(),
+        watermark=reference.watermark,
         fraction=fraction,
         alpha=measure.WATERMARK_ALPHA,
     )

@@ -1,5 +1,6 @@
 """How a red-team campaign chooses its queries: one object per campaign, asked for the next batch and told the
-answers. Pure numpy, deterministic for a seed; the inputs are canonical rows (n, 64) of integers 0..16.
+answers. Pure numpy, deterministic for a seed; the inputs are the digits model's canonical rows (n, 64) of integers
+0..16.
 
 - `UniformRandom`: every pixel uniform in 0..16, the cheapest query set (Tramer et al. 2016).
 - `NaturalData`: the attacker's own natural digits (the public pool), in a seeded order, then augmented copies of
@@ -23,10 +24,13 @@ import numpy as np
 
 from abuse.simulation import walk_one_step
 from redteam.copies import SOFT, WORKING_RECIPE, predict_labels, soft_targets, train_copy
-from serving.ml.digits import augment_digits
+from serving.ml.digits import DIGITS_CLASSES, DIGITS_FEATURES, DIGITS_MAX, augment_digits
 
-PIXEL_MAX = 16
-N_CLASSES = 10
+# The campaigns are the digits model's (issue "Detection, freezing and the red team for every served model" makes
+# them schema-driven): its pixels, their intensities and its classes.
+PIXEL_MAX = DIGITS_MAX
+N_FEATURES = DIGITS_FEATURES
+N_CLASSES = DIGITS_CLASSES
 
 
 class Strategy(Protocol):
@@ -44,7 +48,7 @@ class UniformRandom:
         self.rng = np.random.default_rng(seed)
 
     def next_batch(self, size: int) -> np.ndarray:
-        return self.rng.integers(0, PIXEL_MAX + 1, (size, 64), dtype=np.uint8)
+        return self.rng.integers(0, PIXEL_MAX + 1, (size, N_FEATURES), dtype=np.uint8)
 
     def observe(self, inputs: np.ndarray, labels: np.ndarray, confidences: np.ndarray) -> None:
         return None
@@ -79,7 +83,7 @@ class AdaptiveBoundary:
     def __init__(self, *, seed: int, first_round: int = 100, round_size: int = 100, steps: int = 10) -> None:
         self.rng = np.random.default_rng(seed)
         self.first_round, self.round_size, self.steps = first_round, round_size, steps
-        self.queue = self.rng.integers(0, PIXEL_MAX + 1, (first_round, 64)).astype(np.uint8)
+        self.queue = self.rng.integers(0, PIXEL_MAX + 1, (first_round, N_FEATURES)).astype(np.uint8)
         self.inputs: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.confidences: list[np.ndarray] = []
@@ -93,11 +97,11 @@ class AdaptiveBoundary:
     def _boundary_points(self, count: int) -> np.ndarray:
         X = np.concatenate(self.inputs)
         targets = soft_targets(np.concatenate(self.labels), np.concatenate(self.confidences), n_classes=N_CLASSES)
-        copy = train_copy(X, targets, kind=SOFT, recipe=WORKING_RECIPE, seed=self.rounds)
+        copy = train_copy(X, targets, kind=SOFT, recipe=WORKING_RECIPE, bounds=(0.0, PIXEL_MAX), seed=self.rounds)
         found: list[np.ndarray] = []
         while sum(part.shape[0] for part in found) < count:
-            a = self.rng.integers(0, PIXEL_MAX + 1, (4 * count, 64)).astype(np.float64)
-            b = self.rng.integers(0, PIXEL_MAX + 1, (4 * count, 64)).astype(np.float64)
+            a = self.rng.integers(0, PIXEL_MAX + 1, (4 * count, N_FEATURES)).astype(np.float64)
+            b = self.rng.integers(0, PIXEL_MAX + 1, (4 * count, N_FEATURES)).astype(np.float64)
             label_a, label_b = predict_labels(copy, a), predict_labels(copy, b)
             differ = label_a != label_b
             a, b, label_a = a[differ], b[differ], label_a[differ]
@@ -108,14 +112,14 @@ class AdaptiveBoundary:
                 lo, hi = np.where(same, middle, lo), np.where(same, hi, middle)
             found.append(_canonical(a + ((lo + hi) / 2)[:, None] * (b - a)))
             if not differ.any():  # a copy that answers one class everywhere has no boundary to find
-                found.append(self.rng.integers(0, PIXEL_MAX + 1, (count, 64)).astype(np.uint8))
+                found.append(self.rng.integers(0, PIXEL_MAX + 1, (count, N_FEATURES)).astype(np.uint8))
         return np.concatenate(found)[:count]
 
     def next_batch(self, size: int) -> np.ndarray:
         while self.queue.shape[0] < size:
             answered = sum(part.shape[0] for part in self.inputs)
             if answered == 0:  # the first round is still out: nothing to train on yet
-                more = self.rng.integers(0, PIXEL_MAX + 1, (size, 64)).astype(np.uint8)
+                more = self.rng.integers(0, PIXEL_MAX + 1, (size, N_FEATURES)).astype(np.uint8)
             else:
                 self.rounds += 1
                 more = self._boundary_points(max(self.round_size, answered // 10, size))

@@ -19,10 +19,27 @@ from typing import Any
 import numpy as np
 
 DATASET_NAME = "scikit-learn digits (UCI optdigits test set)"
+SLUG = "digits"
+DESCRIPTION = "Handwritten digit classifier: 8x8 images as 64 pixel intensities 0..16."
 DIGITS_ROWS = 1797
-DIGITS_FEATURES = 64
+DIGITS_SIDE = 8
+DIGITS_FEATURES = DIGITS_SIDE * DIGITS_SIDE
 DIGITS_MAX = 16  # pixel intensities are integers 0..16
 DIGITS_CLASSES = 10
+CLASS_LABELS = [str(digit) for digit in range(DIGITS_CLASSES)]
+# The digits model's input schema (`serving.input_schema`): an 8x8 grayscale image of intensities 0..16 in steps of
+# 1. A picture is turned into one the way the data set was drawn: dark ink on light paper becomes high values, the
+# ink is cropped to its box and centred with half a cell of margin each side, and its darkest stroke becomes 16.
+INPUT_SCHEMA = {
+    "kind": "image",
+    "height": DIGITS_SIDE,
+    "width": DIGITS_SIDE,
+    "channels": 1,
+    "min": 0,
+    "max": DIGITS_MAX,
+    "step": 1,
+    "preprocessing": {"fit": "ink_box", "margin": 0.5 / DIGITS_SIDE, "invert": "auto", "normalize_peak": True},
+}
 # Public digits set aside per class: 269 rows, about a quarter of what the owner trains on.
 DEFAULT_PUBLIC_FRACTION = 0.15
 
@@ -124,13 +141,14 @@ def load_digits_split(
 def shift_images(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     """Shift each 8x8 image (n, 8, 8) by (dy, dx) in {-1, 0, 1} rows and columns, filling with background (0)."""
     out = np.zeros_like(images)
+    side = DIGITS_SIDE
     for sy in (-1, 0, 1):
         for sx in (-1, 0, 1):
             rows = np.flatnonzero((dy == sy) & (dx == sx))
             if rows.size == 0:
                 continue
-            ys, ye = max(sy, 0), 8 + min(sy, 0)
-            xs, xe = max(sx, 0), 8 + min(sx, 0)
+            ys, ye = max(sy, 0), side + min(sy, 0)
+            xs, xe = max(sx, 0), side + min(sx, 0)
             out[rows, ys:ye, xs:xe] = images[rows, ys - sy : ye - sy, xs - sx : xe - sx]
     return out
 
@@ -140,7 +158,7 @@ def augment_digits(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     in ten, strokes scaled by 0.8..1.2, and the inked pixels given noise of standard deviation 1; canonical uint8
     0..16. Pure numpy, deterministic for the generator's state."""
     n = X.shape[0]
-    images = np.asarray(X, dtype=np.float64).reshape(n, 8, 8)
+    images = np.asarray(X, dtype=np.float64).reshape(n, DIGITS_SIDE, DIGITS_SIDE)
     shifted = rng.random(n) < 0.1
     dy = np.where(shifted, rng.integers(-1, 2, n), 0)
     dx = np.where(shifted, rng.integers(-1, 2, n), 0)

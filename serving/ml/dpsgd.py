@@ -26,7 +26,6 @@ import dp_accounting
 import numpy as np
 
 from serving.ml.mlp import (
-    TRAINING_INPUT_SCALE,
     MLPWeights,
     _Adam,
     _check_hyperparameters,
@@ -35,6 +34,7 @@ from serving.ml.mlp import (
     _he_init,
     _layer_deltas,
     _prepare,
+    input_bounds,
     prepare_inputs,
 )
 
@@ -123,6 +123,8 @@ def train_mlp_dpsgd(
     clip_norm: float,
     noise_multiplier: float,
     delta: float,
+    input_low: object,
+    input_high: object,
     input_levels: int | None = None,
     noise_seed: int | None = None,
 ) -> tuple[MLPWeights, float]:
@@ -147,7 +149,8 @@ def train_mlp_dpsgd(
 
     init_rng = np.random.default_rng(seed)
     private_rng = np.random.default_rng(noise_seed)
-    a0 = _prepare(X, input_scale=TRAINING_INPUT_SCALE, input_levels=input_levels)
+    low, high = input_bounds(input_low, input_high, X.shape[1])
+    a0 = _prepare(X, low=low, high=high, input_levels=input_levels)
     weights, biases = _he_init([X.shape[1], *hidden, n_classes], init_rng)
     params = weights + biases
     optimiser = _Adam(params, learning_rate)
@@ -165,6 +168,6 @@ def train_mlp_dpsgd(
             noisy[i] = noisy[i] + l2 * w
         optimiser.step(params, noisy)
     model = MLPWeights(
-        weights=tuple(weights), biases=tuple(biases), input_scale=TRAINING_INPUT_SCALE, input_levels=input_levels
+        weights=tuple(weights), biases=tuple(biases), input_low=low, input_high=high, input_levels=input_levels
     )
     return model, epsilon

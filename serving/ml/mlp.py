@@ -1,8 +1,11 @@
-"""A small multi-layer perceptron in numpy: the inference the API runs per request, and its training.
+"""A small multi-layer perceptron in numpy: Moat's own models (the demo models, distilled defended models, the red
+team's copies) are trained with it, then exported to ONNX (`serving.ml.onnx_export`) and served like any other
+model. `forward_logits` is the reference computation the export is tested against, and what offline simulations run.
 
-Inference is `forward_logits` + `softmax`: a few matrix products, no Python loop over rows, no framework. Inputs are
-raw pixel intensities 0..16. A model may be served on coarsened inputs (`input_levels`): the coarsening is part of
-the model, applied inside `forward_logits`, so the same raw request gives the same answer however it is served.
+Inputs are raw values within per-feature bounds (`input_low`, `input_high`: the model's input schema). A model may
+take coarsened inputs (`input_levels`): each feature is mapped to the nearest of that many evenly spaced values over
+its bounds; the coarsening is part of the model, so the same raw request gives the same answer however it is served.
+The first layer sees each feature scaled onto 0..1 by its bounds.
 
 Training (`train_mlp`) is mini-batch Adam on the mean softmax cross-entropy with L2 weight decay and He
 initialisation. Everything random comes from one `numpy.random.Generator` seeded with `seed`, so the same call on
@@ -14,22 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INPUT_MAX = 16.0  # raw inputs are intensities in 0..INPUT_MAX; coarsening spreads its levels over that range
-TRAINING_INPUT_SCALE = 1.0 / INPUT_MAX  # inputs are scaled to 0..1 before the first layer
-
 
 @dataclass(frozen=True, eq=False)
 class MLPWeights:
     """The parameters of an MLP: `weights[i]` has shape (inputs_i, outputs_i) and chains into `weights[i+1]`;
     hidden layers use ReLU, the last layer gives logits. Raw inputs are coarsened to `input_levels` evenly spaced
-    values over 0..16 (when set), then multiplied by `input_scale`.
+    values over [input_low, input_high] per feature (when set), then scaled onto 0..1 by those bounds.
 
-    The arrays are copied to read-only float64 on construction: one instance is shared by every request of a
-    serving process and must never change under it."""
+    The arrays are copied to read-only float64 on construction (bounds given as numbers apply to every input): one
+    instance may be shared by many callers and must never change under them."""
 
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
-    input_scale: float
+    input_low: np.ndarray
+    input_high: np.ndarray
     input_levels: int | None = None
 
     def __post_init__(self) -> None:
@@ -46,13 +47,14 @@ class MLPWeights:
                 )
             if not (np.isfinite(w).all() and np.isfinite(b).all()):
                 raise ValueError(f"Layer {i} has non-finite parameters.")
-        if not (np.isfinite(self.input_scale) and self.input_scale > 0):
-            raise ValueError("input_scale must be a positive finite number.")
+        n_inputs = weights[0].shape[0]
+        low, high = input_bounds(self.input_low, self.input_high, n_inputs)
         if self.input_levels is not None and not (isinstance(self.input_levels, int) and self.input_levels >= 2):
             raise ValueError("input_levels must be None or an integer >= 2.")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "biases", biases)
-        object.__setattr__(self, "input_scale", float(self.input_scale))
+        object.__setattr__(self, "input_low", low)
+        object.__setattr__(self, "input_high", high)
 
     @property
     def n_inputs(self) -> int:
@@ -73,37 +75,55 @@ def _frozen_float64(array: np.ndarray) -> np.ndarray:
     return frozen
 
 
-def coarsen(x: np.ndarray, levels: int) -> np.ndarray:
-    """Map intensities to the nearest of `levels` evenly spaced values over 0..16 (values outside are clipped).
-    Rounding is numpy's round-half-to-even, so the mapping is exact and the same everywhere."""
-    step = INPUT_MAX / (levels - 1)
-    return np.round(np.clip(x, 0.0, INPUT_MAX) / step) * step
+def input_bounds(low: object, high: object, n_inputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature bounds (n_inputs,) each, read-only float64, from numbers or arrays. Raises ValueError unless
+    they are finite with low < high everywhere."""
+    low_array = _frozen_float64(np.broadcast_to(np.asarray(low, dtype=np.float64), (n_inputs,)))
+    high_array = _frozen_float64(np.broadcast_to(np.asarray(high, dtype=np.float64), (n_inputs,)))
+    if not (np.isfinite(low_array).all() and np.isfinite(high_array).all() and (low_array < high_array).all()):
+        raise ValueError("input bounds must be finite, with input_low < input_high for every input.")
+    return low_array, high_array
 
 
-def _prepare(x: np.ndarray, *, input_scale: float, input_levels: int | None) -> np.ndarray:
+def coarsen(x: np.ndarray, levels: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Map each feature to the nearest of `levels` evenly spaced values over its [low, high] (values outside are
+    clipped). Rounding is numpy's round-half-to-even (ONNX's Round too), so the mapping is exact and the same
+    everywhere."""
+    step = (high - low) / (levels - 1)
+    return np.round((np.clip(x, low, high) - low) / step) * step + low
+
+
+def _prepare(x: np.ndarray, *, low: np.ndarray, high: np.ndarray, input_levels: int | None) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if input_levels is not None:
-        x = coarsen(x, input_levels)
-    return x * input_scale
+        x = coarsen(x, input_levels, low, high)
+    return (x - low) / (high - low)
 
 
 def prepare_inputs(weights: MLPWeights, x: np.ndarray) -> np.ndarray:
-    """The first layer's input for raw `x` (n, n_inputs): coarsened (if the model says so), then scaled."""
+    """The first layer's input for raw `x` (n, n_inputs): coarsened (if the model says so), then scaled onto 0..1."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != weights.n_inputs:
         raise ValueError(f"Expected inputs of shape (n, {weights.n_inputs}), got {x.shape}.")
-    return _prepare(x, input_scale=weights.input_scale, input_levels=weights.input_levels)
+    return _prepare(x, low=weights.input_low, high=weights.input_high, input_levels=weights.input_levels)
 
 
 def forward_logits(weights: MLPWeights, x: np.ndarray) -> np.ndarray:
-    """Logits (n, n_outputs) for raw inputs `x` (n, n_inputs) in 0..16. Vectorised over rows; loops over layers."""
+    """Logits (n, n_outputs) for raw inputs `x` (n, n_inputs). Vectorised over rows; loops over layers."""
+    return forward_hidden(weights, x)[-1]
+
+
+def forward_hidden(weights: MLPWeights, x: np.ndarray) -> list[np.ndarray]:
+    """Every hidden layer's activations, then the logits: [h1, ..., logits]."""
     h = prepare_inputs(weights, x)
+    out = []
     last = len(weights.weights) - 1
     for i, (w, b) in enumerate(zip(weights.weights, weights.biases, strict=True)):
         h = h @ w + b
         if i < last:
             np.maximum(h, 0.0, out=h)
-    return h
+        out.append(h)
+    return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -122,7 +142,7 @@ def accuracy(weights: MLPWeights, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(forward_logits(weights, X).argmax(axis=1) == y))
 
 
-# --- Training internals, shared with dpsgd.py. They work on prepared (coarsened and scaled) inputs. -----------
+# --- Training internals, shared with dpsgd.py. They work on prepared (coarsened and scaled) inputs. ------------
 
 
 def _check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -227,16 +247,20 @@ def train_mlp(
     batch_size: int,
     l2: float,
     seed: int,
+    input_low: object,
+    input_high: object,
     input_levels: int | None = None,
 ) -> MLPWeights:
-    """Train an MLP on raw inputs `X` (n, features) in 0..16 and labels `y` in 0..k-1 (or target distributions
-    (n, k): a teacher's probabilities, for distillation), with mini-batch Adam on the mean cross-entropy plus
-    `l2`/2 * ||W||^2 (weights only, not biases). `input_levels` coarsens the inputs, and the
-    returned model coarsens its own inputs the same way at inference. Deterministic for a given `seed`."""
+    """Train an MLP on raw inputs `X` (n, features) within [input_low, input_high] (numbers, or one per feature)
+    and labels `y` in 0..k-1 (or target distributions (n, k): a teacher's probabilities, for distillation), with
+    mini-batch Adam on the mean cross-entropy plus `l2`/2 * ||W||^2 (weights only, not biases). `input_levels`
+    coarsens the inputs, and the returned model coarsens its own inputs the same way at inference. Deterministic
+    for a given `seed`."""
     X, y, n_classes = _check_training_data(X, y)
     _check_hyperparameters(hidden=hidden, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2)
     rng = np.random.default_rng(seed)
-    a0 = _prepare(X, input_scale=TRAINING_INPUT_SCALE, input_levels=input_levels)
+    low, high = input_bounds(input_low, input_high, X.shape[1])
+    a0 = _prepare(X, low=low, high=high, input_levels=input_levels)
     weights, biases = _he_init([X.shape[1], *hidden, n_classes], rng)
     params = weights + biases  # the same array objects: the optimiser updates the layers in place
     optimiser = _Adam(params, learning_rate)
@@ -251,5 +275,5 @@ def train_mlp(
             grad_b = [d.mean(axis=0) for d in deltas]
             optimiser.step(params, grad_w + grad_b)
     return MLPWeights(
-        weights=tuple(weights), biases=tuple(biases), input_scale=TRAINING_INPUT_SCALE, input_levels=input_levels
+        weights=tuple(weights), biases=tuple(biases), input_low=low, input_high=high, input_levels=input_levels
     )

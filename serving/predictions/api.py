@@ -25,8 +25,7 @@ from apikeys.cache import ApiKeyContext, apikey_context
 from core.db import DATABASE_UNAVAILABLE_ERRORS
 from core.errors import ApplicationError
 from core.http import client_ip, user_agent
-from serving.defenses import DefenseConfig, apply_defenses, canonicalize
-from serving.ml.mlp import forward_logits
+from serving.defenses import DefenseConfig, apply_defenses
 from serving.predictions.errors import (
     InvalidInputError,
     MethodNotAllowedError,
@@ -38,7 +37,7 @@ from serving.predictions.errors import (
     UnsupportedMediaTypeError,
 )
 from serving.predictions.querylog import QueryRecord, querylog_append
-from serving.predictions.runtime import serving_model, serving_models
+from serving.predictions.runtime import ServingModel, serving_model, serving_models
 from serving.predictions.selectors import usage_for_organization
 from serving.predictions.validation import parse_predict_body
 from serving.quotas.limiter import Decision, fallback_admit, quota_consume
@@ -47,7 +46,6 @@ from tiers.models import OutputField
 
 logger = logging.getLogger(__name__)
 _NOISE_SECRET = settings.OUTPUT_NOISE_SECRET.encode()
-_WATERMARK_SECRET = settings.WATERMARK_SECRET.encode()
 
 
 def json_response(data: object, *, status: int = 200) -> HttpResponse:
@@ -253,16 +251,17 @@ def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
     model = serving_model(slug=model_id, variant=tier.model_variant)
     if model is None:
         raise ModelNotFoundError(f"There is no model '{model_id[:64]}'. GET /v1/models lists the models you can use.")
-    x = parse_predict_body(_read_body(request), max_batch=tier.max_batch_size)
-    logits = forward_logits(model.weights, x)
-    canonical = canonicalize(x)
+    schema = model.schema
+    canonical = schema.codes(parse_predict_body(_read_body(request), schema=schema, max_batch=tier.max_batch_size))
+    # The model answers the canonical values: a nudge below the grid step changes nothing anywhere.
+    logits = model.classifier.logits(schema.values(canonical))
     defended = apply_defenses(
         logits,
         canonical,
         config=_defense_config(tier),
         class_labels=model.class_labels,
         noise_secret=_NOISE_SECRET,
-        watermark_secret=_WATERMARK_SECRET,
+        watermark=model.watermark,
     )
     with_confidence = OutputField.CONFIDENCE in tier.output_fields
     with_probabilities = OutputField.PROBABILITIES in tier.output_fields
@@ -279,6 +278,7 @@ def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
     record = call.new_record(status=200)
     record.model_slug, record.model_version, record.variant = model.slug, model.version, model.variant
     record.inputs = canonical.tobytes()
+    record.input_row_bytes = schema.row_bytes
     record.labels = [item.label for item in defended]
     record.clean_labels = [item.clean_label for item in defended]
     record.confidences = [float(item.confidence) for item in defended]
@@ -288,18 +288,42 @@ def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
     return Served(response=response, record=record, cost=len(defended), billable=True)
 
 
+def model_description(model: ServingModel) -> dict:
+    """A model as `GET /v1/models` lists it: today's `id`, `version`, `classes` and `input.shape/min/max` (the flat
+    input's length and bounds), and beside them what the schema says of an input."""
+    schema = model.schema
+    low, high = schema.bounds()
+    described: dict = {
+        "shape": [schema.n_features],
+        "min": low,
+        "max": high,
+        "kind": schema.kind,
+        "step": schema.step_description(),
+        "description": schema.describe_input(),
+    }
+    if schema.is_image:
+        described["image"] = {
+            "height": schema.height,
+            "width": schema.width,
+            "channels": schema.channels,
+            "layout": "row by row, channel last; inputs may also be nested lists of shape "
+            + "x".join(str(side) for side in schema.image_shape),
+            "accepts_pictures": True,
+        }
+    else:
+        described["features"] = [{"name": f.name, "min": f.min, "max": f.max, "step": f.step} for f in schema.features]
+    return {
+        "id": model.slug,
+        "version": model.version,
+        "classes": list(model.class_labels),
+        "input": described,
+        "description": model.description,
+    }
+
+
 @api_endpoint(endpoint="models", methods=("GET",))
 def model_list(request: HttpRequest, call: _Call) -> Served:
-    tier = call.tier
-    models = [
-        {
-            "id": model.slug,
-            "version": model.version,
-            "classes": list(model.class_labels),
-            "input": {"shape": list(model.input_shape), "min": model.input_min, "max": model.input_max},
-        }
-        for model in serving_models(variant=tier.model_variant)
-    ]
+    models = [model_description(model) for model in serving_models(variant=call.tier.model_variant)]
     return Served(response=json_response({"models": models}), record=call.new_record(status=200))
 
 

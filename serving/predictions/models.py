@@ -29,9 +29,11 @@ class QueryLog(models.Model):
         max_length=32, blank=True, help_text="For a throttled call (429): the window that refused it."
     )
     batch_size = models.PositiveSmallIntegerField(default=0)
-    # Per input, in request order: the canonical input (64 uint8, pruned after the retention period), its sha256,
-    # the label served, its confidence, and whether a watermark answer was served.
+    # Per input, in request order: the canonical input (`input_row_bytes` each: the model's schema codes, one to four
+    # bytes per value; pruned after the retention period), its sha256, the label served, its confidence, and
+    # whether a watermark answer was served.
     inputs = models.BinaryField(null=True, blank=True)
+    input_row_bytes = models.PositiveIntegerField(default=0)
     input_hashes = models.BinaryField(null=True, blank=True)
     labels = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     clean_labels = ArrayField(models.CharField(max_length=64), default=list, blank=True)

@@ -51,12 +51,12 @@ def record_payload(record: "QueryRecord") -> bytes:
 
 # How long another flusher's unacknowledged entries wait before they are taken over (that flusher was killed).
 _CLAIM_IDLE_MS = int(settings.QUERY_LOG_CLAIM_IDLE_SECONDS * 1000)
-_INPUT_BYTES = 64
 
 
 @dataclass
 class QueryRecord:
-    """One API call as the hot path saw it. `inputs` holds the canonical rows, 64 bytes each."""
+    """One API call as the hot path saw it. `inputs` holds the canonical rows (`InputSchema.codes`), each
+    `input_row_bytes` long: one byte per value for grids of up to 256 levels, two up to 65,536, four beyond."""
 
     organization_id: int
     api_key_id: int
@@ -71,6 +71,7 @@ class QueryRecord:
     model_version: str = ""
     variant: str = ""
     inputs: bytes = b""
+    input_row_bytes: int = 0
     labels: list[str] = field(default_factory=list)
     clean_labels: list[str] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
@@ -96,7 +97,8 @@ def _ensure_group(connection: redis.Redis, stream: str) -> None:
 _COLUMNS = (
     "request_id", "created_at", "organization_id", "api_key_id", "tier_code", "endpoint", "model_slug",
     "model_version", "variant", "client_ip", "user_agent", "latency_us", "status", "error_code", "batch_size",
-    "inputs", "input_hashes", "labels", "clean_labels", "confidences", "watermarked", "limit_window",
+    "inputs", "input_row_bytes", "input_hashes", "labels", "clean_labels", "confidences", "watermarked",
+    "limit_window",
 )  # fmt: skip
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
 
@@ -112,9 +114,10 @@ def _text_array(values: list[str]) -> str:
 
 def _copy_line(data: dict) -> str:
     inputs = bytes.fromhex(data["inputs"])
-    hashes = b"".join(
-        hashlib.sha256(inputs[i : i + _INPUT_BYTES]).digest() for i in range(0, len(inputs), _INPUT_BYTES)
-    )
+    batch_size = len(data["labels"])  # one label served per input
+    # A record appended before rows carried their width (a deploy with records in flight) has one row per label.
+    width = data.get("input_row_bytes") or (len(inputs) // batch_size if batch_size else 0)
+    hashes = b"".join(hashlib.sha256(inputs[i : i + width]).digest() for i in range(0, len(inputs), width or 1))
     row = (
         data["request_id"],
         datetime.fromtimestamp(data["created_at"], tz=UTC).isoformat(),
@@ -130,8 +133,9 @@ def _copy_line(data: dict) -> str:
         data["latency_us"],
         data["status"],
         data["error_code"],
-        len(inputs) // _INPUT_BYTES,
+        batch_size,
         "\\x" + inputs.hex() if inputs else None,
+        width if inputs else 0,
         "\\x" + hashes.hex() if hashes else None,
         _text_array(data["labels"]),
         _text_array(data["clean_labels"]),

@@ -1,23 +1,40 @@
 """The models a web process serves, held in memory.
 
-The process keeps every active version loaded (artifacts verified by sha256 on load). Once a second it reads the
-registry's generation counter from Redis; when an operator activates another version the counter changes and the
-process reloads, so a switch takes effect everywhere within about a second, with no restart and no failed request.
-While PostgreSQL is unreachable the process keeps serving the versions it has loaded and retries every second.
+The process keeps every active version loaded: its ONNX graph in an onnxruntime session (made here, in the worker,
+after the fork), its model's input schema, and the model's watermark regions under this server's secret (fitted on
+the model's reference data). Artifacts and data files are verified by sha256 on load. Once a second the process
+reads the registry's generation counter from Redis; when an operator activates another version the counter changes
+and the process reloads, reusing the sessions and regions of what did not change, so a switch takes effect
+everywhere within about a second, with no restart and no failed request. While PostgreSQL is unreachable the
+process keeps serving the versions it has loaded and retries every second.
+
+A model with no defended version is served to the public tiers as its full version through the tier's output
+defenses (the admin and the docs say so); a model with only a defended version answers every tier with it.
 """
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import orjson
 import redis
+from django.conf import settings
 
 from core.db import DATABASE_UNAVAILABLE_ERRORS
-from serving.ml.artifacts import load_artifact
-from serving.ml.mlp import MLPWeights
-from serving.registry.models import ModelVersion
-from serving.registry.selectors import artifact_dir, registry_generation
+from serving.inference import OnnxClassifier, Session, new_session
+from serving.input_schema import InputSchema
+from serving.ml.artifacts import read_verified
+from serving.registry.models import ArtifactFormat, ModelVersion
+from serving.registry.selectors import (
+    model_reference_codes,
+    model_schema,
+    registry_generation,
+    version_artifact_file,
+    version_binding,
+)
+from serving.watermark import RegionWatermark
+from tiers.models import ModelVariant
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +45,24 @@ _RELOAD_SECONDS = 300.0  # reload anyway now and then, should a generation bump 
 @dataclass(frozen=True)
 class ServingModel:
     slug: str
+    description: str
     version: str
     variant: str
     class_labels: tuple[str, ...]
-    input_shape: tuple[int, ...]
-    input_min: float
-    input_max: float
-    weights: MLPWeights
     class_labels_array: np.ndarray
+    schema: InputSchema
+    classifier: OnnxClassifier
+    watermark: RegionWatermark
+    example_input: tuple[float, ...]  # one of the model's natural inputs, for the docs
+    has_defended: bool
+
+
+@dataclass(frozen=True)
+class _ModelData:
+    """What a process derives once from a model's reference data (and its secret), whichever version answers."""
+
+    watermark: RegionWatermark
+    example_input: tuple[float, ...]
 
 
 class _Registry:
@@ -44,29 +71,66 @@ class _Registry:
         self.generation: int | None = None
         self.checked_at = float("-inf")
         self.loaded_at = float("-inf")
+        # Kept from one load to the next: a session per verified graph, regions per model's reference data.
+        self._sessions: dict[str, Session] = {}
+        self._model_data: dict[tuple[str, str], _ModelData] = {}
+
+    def _load(
+        self, version: ModelVersion, sessions: dict[str, Session], model_data: dict[tuple[str, str], _ModelData]
+    ) -> ServingModel:
+        model = version.model
+        schema = model_schema(model=model)
+        session = sessions.get(version.artifact_sha256) or self._sessions.get(version.artifact_sha256)
+        if session is None:
+            data = read_verified(version_artifact_file(version=version), expected_sha256=version.artifact_sha256)
+            session = new_session(data)
+        sessions[version.artifact_sha256] = session
+        data_key = (
+            model.reference_sha256,
+            orjson.dumps([model.input_schema, len(model.class_labels)], option=orjson.OPT_SORT_KEYS).decode(),
+        )
+        data = model_data.get(data_key) or self._model_data.get(data_key)
+        if data is None:
+            reference = model_reference_codes(model=model)
+            data = _ModelData(
+                watermark=RegionWatermark.fit(
+                    schema,
+                    reference,
+                    secret=settings.WATERMARK_SECRET.encode(),
+                    n_classes=len(model.class_labels),
+                ),
+                example_input=tuple(int(v) if v.is_integer() else v for v in schema.values(reference[0]).tolist()),
+            )
+        model_data[data_key] = data
+        labels = tuple(model.class_labels)
+        return ServingModel(
+            slug=model.slug,
+            description=model.description,
+            version=version.version,
+            variant=version.variant,
+            class_labels=labels,
+            class_labels_array=np.array(labels),
+            schema=schema,
+            classifier=OnnxClassifier(session, version_binding(version=version), schema),
+            watermark=data.watermark,
+            example_input=data.example_input,
+            has_defended=False,
+        )
 
     def _reload(self) -> None:
-        models = {}
-        for version in ModelVersion.objects.filter(is_active=True).select_related("model"):
+        loaded: dict[tuple[str, str], ServingModel] = {}
+        sessions: dict[str, Session] = {}
+        model_data: dict[tuple[str, str], _ModelData] = {}
+        active = ModelVersion.objects.filter(is_active=True, artifact_format=ArtifactFormat.ONNX)
+        for version in active.select_related("model"):
             try:
-                weights = load_artifact(artifact_dir() / version.artifact_path, expected_sha256=version.artifact_sha256)
+                loaded[(version.model.slug, version.variant)] = self._load(version, sessions, model_data)
             except Exception:
                 # One bad artifact must not take the other models down; the version stays unserved and logged.
                 logger.exception("could not load %s; it is not served", version)
-                continue
-            labels = tuple(version.model.class_labels)
-            models[(version.model.slug, version.variant)] = ServingModel(
-                slug=version.model.slug,
-                version=version.version,
-                variant=version.variant,
-                class_labels=labels,
-                input_shape=tuple(version.model.input_shape),
-                input_min=version.model.input_min,
-                input_max=version.model.input_max,
-                weights=weights,
-                class_labels_array=np.array(labels),
-            )
-        self.models = models
+        defended = {slug for slug, variant in loaded if variant == ModelVariant.DEFENDED}
+        self.models = {key: replace(model, has_defended=key[0] in defended) for key, model in loaded.items()}
+        self._sessions, self._model_data = sessions, model_data
         self.loaded_at = time.monotonic()
 
     def refresh(self) -> None:
@@ -94,15 +158,23 @@ _registry = _Registry()
 
 
 def serving_model(*, slug: str, variant: str) -> ServingModel | None:
-    """The active version of a model in a variant, or None when there is none."""
+    """The active version of a model for a tier's variant: that variant's, else the model's other one (a model
+    with no defended version is served full, through the tier's defenses); None when the model has none."""
     _registry.refresh()
-    return _registry.models.get((slug, variant))
+    models = _registry.models
+    found = models.get((slug, variant))
+    if found is None:
+        other = ModelVariant.FULL if variant == ModelVariant.DEFENDED else ModelVariant.DEFENDED
+        found = models.get((slug, other))
+    return found
 
 
 def serving_models(*, variant: str) -> list[ServingModel]:
-    """Every model with an active version in the variant, by slug."""
+    """Every model a tier of this variant is served (see `serving_model`), by slug."""
     _registry.refresh()
-    return sorted((m for (_, v), m in _registry.models.items() if v == variant), key=lambda m: m.slug)
+    slugs = sorted({slug for slug, _ in _registry.models})
+    found = (serving_model(slug=slug, variant=variant) for slug in slugs)
+    return [model for model in found if model is not None]
 
 
 def serving_models_reload() -> None:

@@ -1,14 +1,20 @@
-"""The OpenAPI 3.1 description of /v1, served at /api/openapi.json.
+"""The OpenAPI 3.1 description of /v1, served at /api/openapi.json, written from the registry.
 
 Written as data rather than generated: the hot-path views are plain Django views (see api.py), which no schema
-generator can introspect. tests/serving/test_schema.py validates the document and diffs its paths against the
-URLconf, so a route cannot be added without describing it."""
+generator can introspect. Every active model gets its own predict path, `/v1/models/<id>/predict`, whose body and
+answer are described from the model's input schema and classes, with an example body from its reference data, so
+that a client (or a fuzzer) knows exactly what each model takes; no text is written per model.
+tests/serving/predictions/test_schema.py validates the document and diffs its paths against the URLconf, with the
+model id filled in for every served model, so a route cannot be added without describing it."""
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
+from core.db import DATABASE_UNAVAILABLE_ERRORS
 from serving.predictions.api import json_response
+from serving.predictions.runtime import ServingModel, serving_models
+from tiers.models import MAX_BATCH_LIMIT, ModelVariant
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -36,15 +42,165 @@ def _errors(*statuses: int) -> dict:
     }
 
 
-def openapi_spec() -> dict:
-    """The document, with the server address from SITE_URL."""
-    input_row = {
-        "type": "array",
-        "minItems": 64,
-        "maxItems": 64,
-        "items": {"type": "number", "minimum": 0, "maximum": 16},
-        "description": "An 8x8 grayscale image, row by row; 0 is background, 16 is full ink.",
+def served_models() -> list[ServingModel]:
+    """Every model some tier is served, once (its full version's description; the schema is the model's)."""
+    found: dict[str, ServingModel] = {}
+    for variant in (ModelVariant.FULL, ModelVariant.DEFENDED):
+        for model in serving_models(variant=variant):
+            found.setdefault(model.slug, model)
+    return [found[slug] for slug in sorted(found)]
+
+
+def _component_name(model: ServingModel) -> str:
+    return "".join(part.capitalize() for part in model.slug.replace("_", "-").split("-"))
+
+
+def _predict_body(model: ServingModel) -> dict:
+    schema = model.schema
+    inputs = {
+        "type": "object",
+        "required": ["inputs"],
+        "additionalProperties": False,
+        "properties": {
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_LIMIT,
+                "items": schema.row_json_schema(),
+                "description": f"1 to your plan's max batch size (at most {MAX_BATCH_LIMIT}) inputs, each "
+                + schema.describe_input()
+                + (
+                    f"; an image may also be nested lists of shape {'x'.join(map(str, schema.image_shape))}."
+                    if schema.is_image
+                    else "."
+                ),
+            }
+        },
     }
+    if not schema.is_image:
+        return inputs
+    picture = {
+        "type": "object",
+        "required": ["image"],
+        "additionalProperties": False,
+        "properties": {
+            "image": {
+                "type": "string",
+                "format": "base64-image",
+                "contentEncoding": "base64",
+                "description": "A PNG or JPEG of any size, turned into one input as the model's schema says "
+                f"({schema.preprocessing.fit}).",
+            }
+        },
+    }
+    return {"oneOf": [inputs, picture]}
+
+
+def _prediction(model: ServingModel) -> dict:
+    classes = list(model.class_labels)
+    label = {"type": "string", "enum": classes}
+    return {
+        "type": "object",
+        "required": ["label"],
+        "properties": {
+            "label": label,
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_k": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["label", "confidence"],
+                    "properties": {"label": label, "confidence": {"type": "number"}},
+                },
+            },
+            "probabilities": {
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": len(classes),
+                "maxItems": len(classes),
+                "description": "Enterprise plans only: every class's probability, in the order of the classes.",
+            },
+        },
+    }
+
+
+def _predict_path(model: ServingModel) -> dict:
+    name = _component_name(model)
+    classes = ", ".join(model.class_labels[:10]) + (", ..." if len(model.class_labels) > 10 else "")
+    return {
+        "post": {
+            "operationId": f"predict{name}",
+            "summary": f"Classify a batch of inputs with {model.slug}"
+            + (", or one picture" if model.schema.is_image else ""),
+            "description": f"{model.description}\n\nClasses: {classes}. One input is {model.schema.describe_input()}.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{name}Request"},
+                        "example": {"inputs": [list(model.example_input)]},
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "One prediction per input, in order",
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}Result"}}},
+                },
+                **_errors(400, 401, 402, 403, 404, 405, 413, 415, 429, 503),
+            },
+        }
+    }
+
+
+def openapi_spec(models: list[ServingModel] | None = None) -> dict:
+    """The document for the served models (default: every model with an active version), with the server address
+    from SITE_URL."""
+    models = served_models() if models is None else models
+    paths: dict = {
+        "/v1/models": {
+            "get": {
+                "operationId": "listModels",
+                "summary": "The models your plan can call, with the version that answers and what an input is",
+                "responses": {
+                    "200": {
+                        "description": "The models",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelList"}}},
+                    },
+                    **_errors(401, 403, 405, 429, 503),
+                },
+            }
+        },
+    }
+    schemas: dict = {}
+    for model in models:
+        name = _component_name(model)
+        paths[f"/v1/models/{model.slug}/predict"] = _predict_path(model)
+        schemas[f"{name}Request"] = _predict_body(model)
+        schemas[f"{name}Prediction"] = _prediction(model)
+        schemas[f"{name}Result"] = {
+            "type": "object",
+            "required": ["model", "version", "predictions"],
+            "properties": {
+                "model": {"type": "string", "const": model.slug},
+                "version": {"type": "string"},
+                "predictions": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}Prediction"}},
+            },
+        }
+    paths["/v1/usage"] = {
+        "get": {
+            "operationId": "getUsage",
+            "summary": "Your organization's usage this billing period, and its limits",
+            "responses": {
+                "200": {
+                    "description": "Usage and limits",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}},
+                },
+                **_errors(401, 403, 405, 429, 503),
+            },
+        }
+    }
+    bound = {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -55,96 +211,7 @@ def openapi_spec() -> dict:
         },
         "servers": [{"url": settings.SITE_URL}],
         "security": [{"bearerAuth": []}],
-        "paths": {
-            "/v1/models": {
-                "get": {
-                    "operationId": "listModels",
-                    "summary": "The models your plan can call, with the version that answers",
-                    "responses": {
-                        "200": {
-                            "description": "The models",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelList"}}},
-                        },
-                        **_errors(401, 403, 405, 429, 503),
-                    },
-                }
-            },
-            "/v1/models/{model_id}/predict": {
-                "post": {
-                    "operationId": "predict",
-                    "summary": "Classify a batch of inputs, or one image",
-                    "parameters": [
-                        {
-                            "name": "model_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "maxLength": 64},
-                            "example": "digits",
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {
-                                            "type": "object",
-                                            "required": ["inputs"],
-                                            "additionalProperties": False,
-                                            "properties": {
-                                                "inputs": {
-                                                    "type": "array",
-                                                    "minItems": 1,
-                                                    "maxItems": 100,
-                                                    "items": input_row,
-                                                    "description": "1 to your plan's max batch size (at most 100).",
-                                                }
-                                            },
-                                        },
-                                        {
-                                            "type": "object",
-                                            "required": ["image"],
-                                            "additionalProperties": False,
-                                            "properties": {
-                                                "image": {
-                                                    "type": "string",
-                                                    "format": "base64-image",
-                                                    "contentEncoding": "base64",
-                                                    "description": "A PNG or JPEG of one digit, any size.",
-                                                }
-                                            },
-                                        },
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "One prediction per input, in order",
-                            "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/PredictionResult"}}
-                            },
-                        },
-                        **_errors(400, 401, 402, 403, 404, 405, 413, 415, 429, 503),
-                    },
-                }
-            },
-            "/v1/usage": {
-                "get": {
-                    "operationId": "getUsage",
-                    "summary": "Your organization's usage this billing period, and its limits",
-                    "responses": {
-                        "200": {
-                            "description": "Usage and limits",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}},
-                        },
-                        **_errors(401, 403, 405, 429, 503),
-                    },
-                }
-            },
-        },
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": f"`{settings.API_KEY_PREFIX}…`"}
@@ -174,13 +241,40 @@ def openapi_spec() -> dict:
                                     "id": {"type": "string"},
                                     "version": {"type": "string"},
                                     "classes": {"type": "array", "items": {"type": "string"}},
+                                    "description": {"type": "string"},
                                     "input": {
                                         "type": "object",
                                         "required": ["shape", "min", "max"],
                                         "properties": {
                                             "shape": {"type": "array", "items": {"type": "integer"}},
-                                            "min": {"type": "number"},
-                                            "max": {"type": "number"},
+                                            "min": bound,
+                                            "max": bound,
+                                            "step": bound,
+                                            "kind": {"type": "string", "enum": ["tabular", "image"]},
+                                            "description": {"type": "string"},
+                                            "features": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": ["name", "min", "max", "step"],
+                                                    "properties": {
+                                                        "name": {"type": "string"},
+                                                        "min": {"type": "number"},
+                                                        "max": {"type": "number"},
+                                                        "step": {"type": "number"},
+                                                    },
+                                                },
+                                            },
+                                            "image": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "height": {"type": "integer"},
+                                                    "width": {"type": "integer"},
+                                                    "channels": {"type": "integer"},
+                                                    "layout": {"type": "string"},
+                                                    "accepts_pictures": {"type": "boolean"},
+                                                },
+                                            },
                                         },
                                     },
                                 },
@@ -188,36 +282,7 @@ def openapi_spec() -> dict:
                         }
                     },
                 },
-                "Prediction": {
-                    "type": "object",
-                    "required": ["label"],
-                    "properties": {
-                        "label": {"type": "string"},
-                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                        "top_k": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["label", "confidence"],
-                                "properties": {"label": {"type": "string"}, "confidence": {"type": "number"}},
-                            },
-                        },
-                        "probabilities": {
-                            "type": "array",
-                            "items": {"type": "number"},
-                            "description": "Enterprise plans only: every class's probability, in class order.",
-                        },
-                    },
-                },
-                "PredictionResult": {
-                    "type": "object",
-                    "required": ["model", "version", "predictions"],
-                    "properties": {
-                        "model": {"type": "string"},
-                        "version": {"type": "string"},
-                        "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
-                    },
-                },
+                **schemas,
                 "Usage": {
                     "type": "object",
                     "required": ["tier", "period", "usage", "limits"],
@@ -244,4 +309,13 @@ def openapi_spec() -> dict:
 
 @require_safe
 def openapi_document(request: HttpRequest) -> HttpResponse:
-    return json_response(openapi_spec())
+    try:
+        return json_response(openapi_spec())
+    except DATABASE_UNAVAILABLE_ERRORS:
+        # The registry was never read in this process and PostgreSQL is away: say so, never a 500 page.
+        response = json_response(
+            {"error": {"code": "service_unavailable", "message": "Briefly unavailable. Retry in a few seconds."}},
+            status=503,
+        )
+        response["Retry-After"] = "5"
+        return response

@@ -4,7 +4,7 @@ from core.errors import ApplicationError
 
 
 class ArtifactRejectedError(ApplicationError):
-    """The artifact cannot be read, fails its checks, or does not fit the model (inputs, class labels)."""
+    """The artifact cannot be read, fails its checks, or does not fit the model (its input, output or answers)."""
 
     code = "artifact_rejected"
     status = 400
@@ -19,6 +19,13 @@ class InvalidVersionError(ApplicationError):
     """The version's variant, name, metrics or DP figures are not acceptable."""
 
     code = "invalid_version"
+    status = 400
+
+
+class InvalidModelError(ApplicationError):
+    """The model's description does not hold: its slug, class labels, input schema or data files."""
+
+    code = "invalid_model"
     status = 400
 
 

@@ -1,39 +1,61 @@
-"""Writes of the model registry: create models, register verified versions, switch the active one.
+"""Writes of the model registry: create models from their description, register verified ONNX versions, switch
+the active one.
 
-Every version's artifact is verified (sha256, format, shapes, class labels) before it is recorded, and again
-before it is activated. After an activation commits, the generation counter in Redis is bumped so that serving
-processes reload within seconds, with no restart.
+A model is created from its input schema, class labels and reference data (and optionally a labelled held-out
+set); its data files are checked against the schema and stored as canonical codes. A version's graph is checked
+against the model (`serving.registry.graphs`: input, layout, output, and the reference data run through it) before
+it is recorded, and its sha256 re-verified before it is activated. After an activation commits, the generation
+counter in Redis is bumped so that serving processes reload within seconds, with no restart.
 """
 
 import hashlib
 import logging
 import math
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
-from serving.ml.artifacts import ArtifactError, read_artifact, write_file_atomically
-from serving.ml.demo import CLASS_LABELS
+from serving.inference import GraphBinding, OnnxClassifier
+from serving.input_schema import InputSchema, SchemaError
+from serving.ml.artifacts import ArtifactError, array_bytes, arrays_bytes, read_verified, write_file_atomically
+from serving.ml.distill import DistillationConfig, distill
+from serving.ml.onnx_export import binding_for, mlp_to_onnx
+from serving.registry.datafiles import MIN_REFERENCE_ROWS, DataFileError, read_inputs, read_labelled
 from serving.registry.errors import (
     ArtifactRejectedError,
+    InvalidModelError,
     InvalidVersionError,
     ModelExistsError,
     VersionExistsError,
 )
-from serving.registry.models import MLModel, ModelVersion
-from serving.registry.selectors import GENERATION_KEY, artifact_dir, version_artifact_file
+from serving.registry.graphs import GraphRejected, check_answers, inspect_graph
+from serving.registry.models import ArtifactFormat, MLModel, ModelVersion
+from serving.registry.selectors import (
+    GENERATION_KEY,
+    active_version,
+    artifact_dir,
+    model_heldout,
+    model_reference_codes,
+    model_schema,
+    version_artifact_file,
+    version_classifier,
+)
 from tiers.models import ModelVariant
 
 logger = logging.getLogger(__name__)
 
-DIGITS_SLUG = "digits"
 # Version names become part of a file name: no separators, no leading dot.
 _VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_CLASSES = 1000
+MAX_ONNX_BYTES = 512 * 1024 * 1024
 
 
 def _bump_generation() -> None:
@@ -50,60 +72,171 @@ def _after_commit_bump_generation() -> None:
     transaction.on_commit(_bump_generation, robust=True)
 
 
+def _store_file(name: str, data: bytes) -> str:
+    """Write `data` into the artifact directory under `name` (atomically) unless identical bytes are there."""
+    directory = artifact_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    destination = directory / name
+    if not (destination.exists() and destination.read_bytes() == data):
+        write_file_atomically(destination, data)
+    return name
+
+
+def _class_labels(class_labels: list[str]) -> list[str]:
+    labels = [str(label).strip() for label in class_labels]
+    if len(labels) < 2 or "" in labels or len(set(labels)) != len(labels):
+        raise InvalidModelError("A classifier needs at least two class labels, non-empty and distinct.")
+    if len(labels) > MAX_CLASSES or any(len(label) > 64 for label in labels):
+        raise InvalidModelError(f"At most {MAX_CLASSES} class labels of at most 64 characters each.")
+    return labels
+
+
 @transaction.atomic
 def model_create(
     *,
     slug: str,
     description: str,
     class_labels: list[str],
-    input_shape: list[int],
-    input_min: float,
-    input_max: float,
+    input_schema: object,
+    reference_data: bytes,
+    reference_name: str,
+    heldout_data: bytes | None = None,
+    heldout_name: str = "",
 ) -> MLModel:
-    """Create a model. Raises ModelExistsError for a taken slug and InvalidVersionError for a bad definition
-    (bad slug, empty or repeated class labels, non-positive shape, min >= max)."""
+    """Create a model from its description. The schema must be valid (`serving.input_schema`); the reference data
+    (`.npy` or `.csv`, at least MIN_REFERENCE_ROWS natural inputs within the schema's bounds) and the optional
+    held-out set (`.npz` or `.csv`, labelled with the class labels) are read against it and stored, as canonical
+    codes, in the artifact directory. Raises InvalidModelError (with a sentence naming the problem) or
+    ModelExistsError."""
     try:
         validate_slug(slug)
     except ValidationError as exc:
-        raise InvalidVersionError(f"'{slug}' is not a valid slug.") from exc
-    labels = [str(label).strip() for label in class_labels]
-    if not labels or "" in labels or len(set(labels)) != len(labels):
-        raise InvalidVersionError("Class labels must be non-empty and distinct.")
-    if not input_shape or any(int(size) < 1 for size in input_shape):
-        raise InvalidVersionError("The input shape must be a non-empty list of positive sizes.")
-    if not (math.isfinite(input_min) and math.isfinite(input_max) and input_min < input_max):
-        raise InvalidVersionError("input_min must be smaller than input_max.")
-    # The serving path (validation, canonical inputs, output defenses, watermarks, the query log's compact rows)
-    # is built for 8x8 images with intensities 0..16; a model it could not serve is refused here, not at the API.
-    if list(input_shape) != [64] or (input_min, input_max) != (0, 16):
-        raise InvalidVersionError("Moat serves models over 64 inputs (8x8 images) with values from 0 to 16.")
+        raise InvalidModelError(f"'{slug}' is not a valid slug (letters, digits, '-' and '_').") from exc
+    if len(slug) > 64:
+        raise InvalidModelError("A model's slug has at most 64 characters.")
+    labels = _class_labels(class_labels)
+    try:
+        schema = InputSchema.from_dict(input_schema)
+    except SchemaError as exc:
+        raise InvalidModelError(f"The input schema is not valid: {exc}") from exc
+    data = _read_model_data(
+        schema,
+        labels,
+        reference_data=reference_data,
+        reference_name=reference_name,
+        heldout_data=heldout_data,
+        heldout_name=heldout_name,
+    )
     try:
         with transaction.atomic():
-            return MLModel.objects.create(
+            model = MLModel.objects.create(
                 slug=slug,
-                description=description,
+                description=description[:255],
                 class_labels=labels,
-                input_shape=[int(size) for size in input_shape],
-                input_min=float(input_min),
-                input_max=float(input_max),
+                input_schema=schema.to_dict(),
+                **data.fields(slug),
             )
     except IntegrityError as exc:
         raise ModelExistsError(f"A model '{slug}' already exists.") from exc
+    # Only now, with the row (and so the names) ours, are the files written.
+    data.store(model)
+    return model
+
+
+@dataclass(frozen=True)
+class _ModelData:
+    reference: bytes
+    reference_rows: int
+    heldout: bytes | None
+    heldout_rows: int
+
+    def fields(self, slug: str) -> dict[str, Any]:
+        reference_sha = hashlib.sha256(self.reference).hexdigest()
+        heldout_sha = hashlib.sha256(self.heldout).hexdigest() if self.heldout is not None else ""
+        return {
+            "reference_path": f"{slug}-reference-{reference_sha[:16]}.npy",
+            "reference_sha256": reference_sha,
+            "reference_rows": self.reference_rows,
+            "heldout_path": f"{slug}-heldout-{heldout_sha[:16]}.npz" if self.heldout is not None else "",
+            "heldout_sha256": heldout_sha,
+            "heldout_rows": self.heldout_rows,
+        }
+
+    def store(self, model: MLModel) -> None:
+        _store_file(model.reference_path, self.reference)
+        if self.heldout is not None:
+            _store_file(model.heldout_path, self.heldout)
+
+
+def _model_data(
+    schema: InputSchema, reference: np.ndarray, heldout: tuple[np.ndarray, np.ndarray] | None
+) -> _ModelData:
+    """The model's data files as they are stored (canonical codes), once the reference data are found usable."""
+    reference_codes = schema.codes(reference)
+    if reference_codes.shape[0] < MIN_REFERENCE_ROWS:
+        raise InvalidModelError(
+            f"The reference data holds {reference_codes.shape[0]} inputs; give at least {MIN_REFERENCE_ROWS} natural "
+            "inputs (the watermark, the abuse profile and distillation are fitted on them)."
+        )
+    if np.unique(reference_codes, axis=0).shape[0] < 2:
+        raise InvalidModelError("The reference data's inputs are all the same on the schema's grid.")
+    return _ModelData(
+        reference=array_bytes(reference_codes),
+        reference_rows=int(reference_codes.shape[0]),
+        heldout=(
+            arrays_bytes({"inputs": schema.codes(heldout[0]), "labels": heldout[1]}) if heldout is not None else None
+        ),
+        heldout_rows=int(heldout[0].shape[0]) if heldout is not None else 0,
+    )
+
+
+def _read_model_data(
+    schema: InputSchema,
+    labels: list[str],
+    *,
+    reference_data: bytes,
+    reference_name: str,
+    heldout_data: bytes | None,
+    heldout_name: str,
+) -> _ModelData:
+    try:
+        reference = read_inputs(reference_data, name=reference_name, schema=schema)
+        heldout = (
+            read_labelled(heldout_data, name=heldout_name, schema=schema, class_labels=labels)
+            if heldout_data is not None
+            else None
+        )
+    except DataFileError as exc:
+        raise InvalidModelError(str(exc)) from exc
+    return _model_data(schema, reference, heldout)
 
 
 @transaction.atomic
-def model_get_or_create_digits() -> MLModel:
-    """The `digits` model (8x8 images as 64 intensities 0..16, classes "0".."9"), created on first use."""
-    model, _created = MLModel.objects.get_or_create(
-        slug=DIGITS_SLUG,
-        defaults={
-            "description": "Handwritten digit classifier: 8x8 images as 64 pixel intensities 0..16.",
-            "class_labels": list(CLASS_LABELS),
-            "input_shape": [64],
-            "input_min": 0.0,
-            "input_max": 16.0,
-        },
+def model_attach_data(
+    *,
+    model: MLModel,
+    reference_data: bytes,
+    reference_name: str,
+    heldout_data: bytes | None = None,
+    heldout_name: str = "",
+) -> MLModel:
+    """Give reference data (and a held-out set) to a model registered before models had them; a model that has
+    reference data keeps it (InvalidModelError): its regions and versions were fitted and checked on it."""
+    model = MLModel.objects.select_for_update().get(pk=model.pk)
+    if model.reference_path:
+        raise InvalidModelError(f"Model '{model.slug}' has reference data already; it cannot change.")
+    data = _read_model_data(
+        model_schema(model=model),
+        list(model.class_labels),
+        reference_data=reference_data,
+        reference_name=reference_name,
+        heldout_data=heldout_data,
+        heldout_name=heldout_name,
     )
+    for name, value in data.fields(model.slug).items():
+        setattr(model, name, value)
+    model.save()
+    data.store(model)
     return model
 
 
@@ -128,28 +261,61 @@ def _check_version_fields(
         raise InvalidVersionError("dp_epsilon must be finite and >= 0, and 0 < dp_delta < 1.")
 
 
+def _measured_metrics(
+    model: MLModel, variant: str, schema: InputSchema, reference: np.ndarray, classifier: OnnxClassifier
+) -> dict[str, Any]:
+    """Measured on the graph being registered: held-out accuracy (when the model has a held-out set) and, for a
+    defended version, its agreement with the active full version (on the held-out inputs, else the reference
+    data): how much of the full model's behaviour its answers give away."""
+    measured: dict[str, Any] = {}
+    heldout = model_heldout(model=model)
+    inputs = schema.values(heldout[0]) if heldout is not None else reference
+    top1 = classifier.logits(inputs).argmax(axis=1)
+    if heldout is not None:
+        measured["holdout_accuracy"] = round(float(np.mean(top1 == heldout[1])), 6)
+        measured["holdout_rows"] = int(heldout[1].size)
+    full = active_version(model_slug=model.slug, variant=ModelVariant.FULL)
+    if variant == ModelVariant.DEFENDED and full is not None:
+        try:
+            full_top1 = version_classifier(version=full).logits(inputs).argmax(axis=1)
+        except ArtifactError:
+            logger.warning("the active full version of %s cannot be read; agreement not measured", model.slug)
+        else:
+            measured["agreement_with_full"] = round(float(np.mean(top1 == full_top1)), 6)
+            measured["agreement_rows"] = int(top1.size)
+    return measured
+
+
 @transaction.atomic
 def version_register(
     *,
     model: MLModel,
     variant: str,
     version: str,
-    artifact_file: Path,
-    metrics: dict[str, Any],
-    provenance: dict[str, Any],
+    onnx_bytes: bytes,
+    input_name: str | None = None,
+    input_layout: str | None = None,
+    output_name: str | None = None,
+    output_kind: str | None = None,
+    embedding_output: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
     dp_epsilon: float | None = None,
     dp_delta: float | None = None,
     input_profile: dict[str, Any] | None = None,
     activate: bool,
 ) -> ModelVersion:
-    """Record a new version of `model` from the artifact at `artifact_file`, and activate it if asked.
+    """Record a new version of `model` from an ONNX graph, and activate it if asked.
 
-    The artifact must load (format, shapes) and fit the model: as many inputs as `model.input_shape` holds and
-    exactly `model.class_labels` as outputs. Its bytes are copied atomically to
-    `artifact_dir()/<slug>-<variant>-<version>.npz` (unless that is where it already is); the row stores that
-    relative path and the sha256 of the bytes. Raises ArtifactRejectedError, InvalidVersionError or
-    VersionExistsError, leaving no row behind (a copied file stays only if the transaction fails after the copy,
-    under a name no row uses)."""
+    The graph is checked against the model (`serving.registry.graphs`): its input (the named one, or its only one)
+    and layout against the schema, its output (the named one, or its only float output) against the class labels,
+    and the reference data run through it, which must give one finite score per class for every input; the output
+    kind is found (logits or probabilities) or checked when declared. Held-out accuracy is measured when the model
+    has a held-out set. The bytes are written atomically to `artifact_dir()/<slug>-<variant>-<version>.onnx`; the
+    row stores that relative path and their sha256. Raises ArtifactRejectedError, InvalidVersionError or
+    VersionExistsError, leaving no row behind."""
+    metrics = dict(metrics or {})
+    provenance = dict(provenance or {})
     _check_version_fields(
         variant=variant,
         version=version,
@@ -158,26 +324,34 @@ def version_register(
         dp_epsilon=dp_epsilon,
         dp_delta=dp_delta,
     )
-    source = Path(artifact_file)
+    if len(onnx_bytes) > MAX_ONNX_BYTES:
+        raise ArtifactRejectedError(f"The ONNX file is larger than {MAX_ONNX_BYTES // (1024 * 1024)} MiB.")
+    schema = model_schema(model=model)
     try:
-        data = source.read_bytes()
-    except OSError as exc:
-        raise ArtifactRejectedError(f"Cannot read {source}: {exc.strerror or exc}.") from exc
-    sha256 = hashlib.sha256(data).hexdigest()
-    try:
-        # Checked against the sha of the bytes read above, so what is verified is exactly what gets copied.
-        artifact = read_artifact(source, expected_sha256=sha256, expected_inputs=math.prod(model.input_shape))
+        reference = schema.values(model_reference_codes(model=model))
     except ArtifactError as exc:
-        raise ArtifactRejectedError(str(exc)) from exc
-    if list(artifact.class_labels) != list(model.class_labels):
-        raise ArtifactRejectedError(
-            f"The artifact's class labels {list(artifact.class_labels)} differ from the model's "
-            f"{list(model.class_labels)}."
+        raise ArtifactRejectedError(f"The model's reference data cannot be read: {exc}") from exc
+    try:
+        inspected = inspect_graph(
+            onnx_bytes,
+            schema,
+            input_name=input_name or None,
+            input_layout=input_layout or None,
+            output_name=output_name or None,
+            embedding_output=embedding_output or None,
         )
+        binding = check_answers(
+            inspected, schema, reference, n_classes=len(model.class_labels), output_kind=output_kind or None
+        )
+    except GraphRejected as exc:
+        raise ArtifactRejectedError(str(exc)) from exc
+    classifier = OnnxClassifier(inspected.session, binding, schema)
+    metrics.update(_measured_metrics(model, variant, schema, reference, classifier))
+    sha256 = hashlib.sha256(onnx_bytes).hexdigest()
 
     # Serialises registrations and switches of this model's versions.
     model = MLModel.objects.select_for_update().get(pk=model.pk)
-    file_name = f"{model.slug}-{variant}-{version}.npz"
+    file_name = f"{model.slug}-{variant}-{version}.onnx"
     try:
         with transaction.atomic():
             row = ModelVersion.objects.create(
@@ -186,6 +360,12 @@ def version_register(
                 version=version,
                 artifact_path=file_name,
                 artifact_sha256=sha256,
+                artifact_format=ArtifactFormat.ONNX,
+                input_name=binding.input_name,
+                input_layout=binding.input_layout,
+                output_name=binding.output_name,
+                output_kind=binding.output_kind,
+                embedding_output=binding.embedding_output,
                 metrics=metrics,
                 provenance=provenance,
                 dp_epsilon=dp_epsilon,
@@ -199,14 +379,19 @@ def version_register(
         ) from exc
     # Only now, with the row (and so the name) ours, is the file written: a failed insert never clobbers the
     # artifact of an existing version.
-    directory = artifact_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    destination = directory / file_name
-    if not (destination.exists() and destination.samefile(source)):
-        write_file_atomically(destination, data)
+    _store_file(file_name, onnx_bytes)
     if activate:
         version_activate(version=row)
     return row
+
+
+def version_register_file(*, onnx_file: Path, **kwargs: Any) -> ModelVersion:
+    """`version_register` from a file on disk. Raises ArtifactRejectedError when it cannot be read."""
+    try:
+        data = Path(onnx_file).read_bytes()
+    except OSError as exc:
+        raise ArtifactRejectedError(f"Cannot read {onnx_file}: {exc.strerror or exc}.") from exc
+    return version_register(onnx_bytes=data, **kwargs)
 
 
 @transaction.atomic
@@ -219,12 +404,11 @@ def version_activate(*, version: ModelVersion) -> None:
     After commit, the registry generation is bumped."""
     model = MLModel.objects.select_for_update().get(pk=version.model_id)
     current = ModelVersion.objects.get(pk=version.pk)
+    if current.artifact_format != ArtifactFormat.ONNX:
+        raise ArtifactRejectedError(f"{current} is a retired numpy archive: register an ONNX version instead.")
     try:
-        read_artifact(
-            version_artifact_file(version=current),
-            expected_sha256=current.artifact_sha256,
-            expected_inputs=math.prod(model.input_shape),
-        )
+        read_verified(version_artifact_file(version=current), expected_sha256=current.artifact_sha256)
+        model_reference_codes(model=model)
     except ArtifactError as exc:
         raise ArtifactRejectedError(f"{current} cannot be activated: {exc}") from exc
     ModelVersion.objects.filter(model=model, variant=current.variant, is_active=True).exclude(pk=current.pk).update(
@@ -234,3 +418,159 @@ def version_activate(*, version: ModelVersion) -> None:
     version.is_active = True
     logger.info("activated %s", current)
     _after_commit_bump_generation()
+
+
+def _same_description(
+    model: MLModel, *, class_labels, input_schema, reference_data, reference_name, heldout_data, heldout_name
+) -> None:
+    """Refuse a registration that describes an existing model differently (its versions were checked against it)."""
+    if class_labels is not None and _class_labels(class_labels) != list(model.class_labels):
+        raise InvalidModelError(
+            f"Model '{model.slug}' exists with the classes {', '.join(model.class_labels)}; a model's classes cannot "
+            "change (register a new model)."
+        )
+    if input_schema is not None:
+        try:
+            given = InputSchema.from_dict(input_schema).to_dict()
+        except SchemaError as exc:
+            raise InvalidModelError(f"The input schema is not valid: {exc}") from exc
+        if given != model_schema(model=model).to_dict():
+            raise InvalidModelError(
+                f"Model '{model.slug}' exists with another input schema; a model's schema cannot change (register a "
+                "new model)."
+            )
+    if reference_data is not None:
+        schema = model_schema(model=model)
+        try:
+            codes = schema.codes(read_inputs(reference_data, name=reference_name, schema=schema))
+        except DataFileError as exc:
+            raise InvalidModelError(str(exc)) from exc
+        if hashlib.sha256(array_bytes(codes)).hexdigest() != model.reference_sha256:
+            raise InvalidModelError(
+                f"Model '{model.slug}' exists with other reference data; leave it out to keep the model's own."
+            )
+    if heldout_data is not None:
+        schema = model_schema(model=model)
+        try:
+            inputs, labels = read_labelled(
+                heldout_data, name=heldout_name, schema=schema, class_labels=list(model.class_labels)
+            )
+        except DataFileError as exc:
+            raise InvalidModelError(str(exc)) from exc
+        stored = arrays_bytes({"inputs": schema.codes(inputs), "labels": labels})
+        if hashlib.sha256(stored).hexdigest() != model.heldout_sha256:
+            raise InvalidModelError(
+                f"Model '{model.slug}' exists with another held-out set (or none): it is fixed when the model is "
+                "created; leave it out."
+            )
+
+
+@transaction.atomic
+def model_register_version(
+    *,
+    slug: str,
+    variant: str,
+    version: str,
+    onnx_bytes: bytes,
+    activate: bool,
+    description: str = "",
+    class_labels: list[str] | None = None,
+    input_schema: object | None = None,
+    reference_data: bytes | None = None,
+    reference_name: str = "",
+    heldout_data: bytes | None = None,
+    heldout_name: str = "",
+    **binding_and_records: Any,
+) -> ModelVersion:
+    """The operator's one step (the `register_model` command and the admin's form): create the model from its
+    description when it does not exist yet (schema, classes and reference data are then required), else check that
+    what is given matches it, then register the graph as a version (`version_register`, whose keyword arguments
+    `binding_and_records` carries: input/output names, layout, output kind, embedding output, metrics,
+    provenance). All or nothing: a refused version leaves no new model behind."""
+    model = MLModel.objects.filter(slug=slug).first()
+    if model is None:
+        missing = [
+            name
+            for name, value in (
+                ("the classes", class_labels),
+                ("the schema", input_schema),
+                ("the reference data", reference_data),
+            )
+            if value is None
+        ]
+        if missing:
+            raise InvalidModelError(f"Model '{slug}' does not exist yet: creating it needs {', '.join(missing)}.")
+        model = model_create(
+            slug=slug,
+            description=description,
+            class_labels=class_labels,
+            input_schema=input_schema,
+            reference_data=reference_data,
+            reference_name=reference_name,
+            heldout_data=heldout_data,
+            heldout_name=heldout_name,
+        )
+    elif not model.reference_path and reference_data is not None:
+        model = model_attach_data(
+            model=model,
+            reference_data=reference_data,
+            reference_name=reference_name,
+            heldout_data=heldout_data,
+            heldout_name=heldout_name,
+        )
+    else:
+        _same_description(
+            model,
+            class_labels=class_labels,
+            input_schema=input_schema,
+            reference_data=reference_data,
+            reference_name=reference_name,
+            heldout_data=heldout_data,
+            heldout_name=heldout_name,
+        )
+    return version_register(
+        model=model, variant=variant, version=version, onnx_bytes=onnx_bytes, activate=activate, **binding_and_records
+    )
+
+
+def model_distill_defended(
+    *, model: MLModel, version: str, activate: bool, config: DistillationConfig | None = None
+) -> ModelVersion:
+    """Train a defended student of the model's active full version (`serving.ml.distill`: its softened
+    probabilities over the reference data and schema-aware variants), export it to ONNX and register it as a
+    defended version, its agreement with the full model recorded. Raises InvalidVersionError when the model has
+    no active full version, and what `version_register` raises."""
+    full = active_version(model_slug=model.slug, variant=ModelVariant.FULL)
+    if full is None:
+        raise InvalidVersionError(f"Model '{model.slug}' has no active full version to distil from.")
+    try:
+        teacher = version_classifier(version=full)
+        reference = model_reference_codes(model=model)
+    except ArtifactError as exc:
+        raise ArtifactRejectedError(f"Cannot read what the distillation needs: {exc}") from exc
+    schema = model_schema(model=model)
+    started = time.perf_counter()
+    distilled = distill(teacher.logits, reference, schema, n_classes=len(model.class_labels), config=config)
+    metrics = {**distilled.metrics, "teacher_version": full.version, "seconds": round(time.perf_counter() - started, 2)}
+    provenance = {"distilled_from": f"{model.slug} full {full.version}", "reference_rows": int(reference.shape[0])}
+    return version_register(
+        model=model,
+        variant=ModelVariant.DEFENDED,
+        version=version,
+        onnx_bytes=mlp_to_onnx(distilled.weights, name=f"{model.slug}_defended"),
+        metrics=metrics,
+        provenance=provenance,
+        activate=activate,
+        **binding_kwargs(binding_for(distilled.weights)),
+    )
+
+
+def binding_kwargs(binding: GraphBinding) -> dict[str, str]:
+    """A known binding as `version_register`'s keyword arguments (Moat's own exported graphs)."""
+    return {
+        "input_name": binding.input_name,
+        "input_layout": binding.input_layout,
+        "output_name": binding.output_name,
+        "output_kind": binding.output_kind,
+        "embedding_output": binding.embedding_output,
+    }

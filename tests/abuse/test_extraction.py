@@ -301,7 +301,7 @@ def test_low_confidence_is_measured_against_the_natural_share(profile):
 
     assert measured.component("low_confidence").value == 0.5
     assert measured.component("low_confidence").points == constants.LOW_CONFIDENCE_MAX_POINTS
-    assert measured.component("low_confidence").detail == "50% of answers have confidence below 0.6 (natural: 8%)"
+    assert measured.component("low_confidence").detail == "50% of answers have confidence below 0.6 (natural: 10%)"
     assert assumed.component("low_confidence").detail.endswith("(natural: 10%, assumed)")
 
 

@@ -243,3 +243,38 @@ def test_one_member_caught_extracting_freezes_its_whole_ring(registered_digits, 
     assert ApiKey.objects.get(organization=quiet).state == KeyState.FROZEN
     reason = AuditEntry.objects.get(action=AuditAction.FREEZE, organization_id=quiet.pk).reason
     assert reason.startswith("Signed up as part of ring ") and "Extraction risk" in reason
+
+
+def test_each_model_an_organization_queries_is_scored_on_its_own_inputs_and_the_score_names_the_model(
+    registered_digits, registered_breast_cancer, django_capture_on_commit_callbacks
+):
+    """Inputs of different models are not comparable (64 one-byte pixels, 30 two-byte measurements): the job reads
+    each model's inputs with its schema and scores them apart; the organization stands at the worse."""
+    import numpy as np
+
+    from serving.ml.breast_cancer import load_split
+    from serving.predictions.querylog import QueryRecord, querylog_append, querylog_flush
+    from serving.registry.selectors import model_get, model_schema
+
+    thief, _ = _customer(name="Copycat")
+    _send(thief, simulation.uniform_random_attacker(seed=1, queries=1000, tier="free"))
+    schema = model_schema(model=model_get(slug="breast-cancer"))
+    rows = schema.codes(load_split().X_test[:20])
+    api_key = ApiKey.objects.get(organization=thief)
+    querylog_append(
+        QueryRecord(
+            organization_id=thief.pk, api_key_id=api_key.pk, tier_code="free", endpoint="predict", status=200,
+            latency_us=500, client_ip="198.51.100.7", user_agent="x", model_slug="breast-cancer",
+            model_version=registered_breast_cancer["defended"].version, variant="defended", inputs=rows.tobytes(),
+            input_row_bytes=schema.row_bytes, labels=["benign"] * 20, clean_labels=["benign"] * 20,
+            confidences=[0.9] * 20, watermarked=[False] * 20,
+        )
+    )  # fmt: skip
+    querylog_flush()
+
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    state = RiskState.objects.get(organization=thief)
+    assert state.level == RiskLevel.FREEZE
+    assert state.explanation.startswith("On model 'digits': Extraction risk")
+    assert rows.dtype == np.uint16

@@ -11,6 +11,7 @@ from abuse.models import RiskState
 from abuse.replay import simulated_calls_log
 from abuse.selectors import (
     LOG_ARRIVAL_LAG,
+    ModelReference,
     organizations_with_new_traffic,
     query_window,
     signup_facts,
@@ -20,8 +21,11 @@ from abuse.simulation import SimulatedCall
 from billing.metering.models import UsageDay
 from billing.payments.models import BillingAccount
 from tests.factories import SignupRecordFactory, member, raw_key_for
+from tests.serving.helpers import DIGITS
 
 pytestmark = pytest.mark.django_db
+
+DIGITS_REFERENCE = ModelReference(slug="digits", schema=DIGITS, n_classes=10, profile=None)
 
 
 def _org():
@@ -49,7 +53,7 @@ def test_a_window_merges_organizations_in_time_order_from_each_ones_start(settin
     simulated_calls_log([error, throttled], organization=b, start=now - timedelta(minutes=9))
 
     window = query_window(starts={a.pk: now - timedelta(minutes=20), b.pk: now - timedelta(minutes=20)}, end=now,
-                          n_classes=10)  # fmt: skip
+                          reference=DIGITS_REFERENCE)  # fmt: skip
 
     assert window.accounts == 2
     assert window.total_inputs == 16  # every input counts for volume...
@@ -58,7 +62,9 @@ def test_a_window_merges_organizations_in_time_order_from_each_ones_start(settin
     assert window.error_kinds == ["models:model_not_found"]  # throttling is not reconnaissance
 
     # A later start leaves out what came before it (what staff already reviewed).
-    later = query_window(starts={a.pk: now - timedelta(minutes=10) + timedelta(seconds=25)}, end=now, n_classes=10)
+    later = query_window(
+        starts={a.pk: now - timedelta(minutes=10) + timedelta(seconds=25)}, end=now, reference=DIGITS_REFERENCE
+    )
     assert later.total_inputs == 4 and later.accounts == 1
 
 

@@ -73,8 +73,9 @@ def test_answer_applies_the_free_tiers_defenses(defended_model):
 
     clean = [str(c) for c in forward_logits(defended_model, rows.astype(np.float64)).argmax(axis=1)]
     assert all(round(c, 1) == c for c in confidences)  # one decimal
-    # The label guard keeps the model's label; only the keyed 0.5% of watermark inputs differ.
-    assert sum(a != b for a, b in zip(labels, clean, strict=True)) <= 0.02 * len(rows)
+    # The label guard keeps the model's label; only watermark answers differ: the regions hold at most the tier's
+    # 1.5% of the reference digits, and unseen digits scatter around that (10 of these 450 under this secret).
+    assert sum(a != b for a, b in zip(labels, clean, strict=True)) <= 0.03 * len(rows)
     assert answer(defended_model, TIERS["free"].defenses, rows[:0]) == ([], [])
 
 

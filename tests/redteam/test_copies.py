@@ -6,6 +6,7 @@ import pytest
 from redteam.copies import LOGITS, SOFT, CopyRecipe, logit_targets, predict_labels, soft_targets, train_copy
 from serving.ml.mlp import MLPWeights, forward_logits, softmax
 
+BOUNDS = (0.0, 16.0)  # the digits' intensities, as the API publishes them
 QUICK = CopyRecipe(hidden=(32,), epochs=50, learning_rate=5e-3, batch_size=32, l2=0.0, min_steps=300, max_steps=600)
 
 
@@ -30,7 +31,8 @@ def _teacher() -> MLPWeights:
     return MLPWeights(
         weights=(rng.normal(0, 0.3, (64, 16)), rng.normal(0, 0.5, (16, 10))),
         biases=(np.zeros(16), np.zeros(10)),
-        input_scale=1 / 16,
+        input_low=0.0,
+        input_high=16.0,
     )
 
 
@@ -44,16 +46,16 @@ def test_a_copy_trained_on_a_models_answers_agrees_with_it(kind):
         targets = soft_targets(logits.argmax(axis=1), softmax(logits).max(axis=1), n_classes=10)
     else:
         targets = logit_targets(softmax(logits))
-    copy = train_copy(X, targets, kind=kind, recipe=QUICK, seed=1)
+    copy = train_copy(X, targets, kind=kind, recipe=QUICK, bounds=BOUNDS, seed=1)
     agreement = np.mean(predict_labels(copy, X_new) == forward_logits(teacher, X_new).argmax(axis=1))
     assert agreement > 0.7
     assert copy.hidden == (32,)
-    same = train_copy(X, targets, kind=kind, recipe=QUICK, seed=1)
+    same = train_copy(X, targets, kind=kind, recipe=QUICK, bounds=BOUNDS, seed=1)
     assert np.array_equal(copy.weights[0], same.weights[0])  # deterministic for a seed
 
 
 def test_train_copy_refuses_an_unknown_kind_or_mismatched_shapes():
     with pytest.raises(ValueError):
-        train_copy(np.zeros((2, 64)), np.zeros((2, 10)), kind="labels", recipe=QUICK)
+        train_copy(np.zeros((2, 64)), np.zeros((2, 10)), kind="labels", recipe=QUICK, bounds=BOUNDS)
     with pytest.raises(ValueError):
-        train_copy(np.zeros((2, 64)), np.zeros((3, 10)), kind=SOFT, recipe=QUICK)
+        train_copy(np.zeros((2, 64)), np.zeros((3, 10)), kind=SOFT, recipe=QUICK, bounds=BOUNDS)

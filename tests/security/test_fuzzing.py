@@ -27,7 +27,7 @@ FUZZED_TIERS = ("pro", "enterprise")
 
 
 @pytest.fixture
-def keys(registered_digits) -> dict[str, str]:
+def keys(registered_digits, registered_breast_cancer) -> dict[str, str]:
     """A key per fuzzed tier. The rate windows are opened wide: this run is about the handling of input, and the
     limits have tests of their own (a run that mostly met 429 would fail on schemathesis' rate-limit warning)."""
     Tier.objects.filter(code__in=FUZZED_TIERS).update(

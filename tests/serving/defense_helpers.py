@@ -1,12 +1,28 @@
-"""Inputs, logits and the defense call shared by the defense tests."""
+"""Inputs, logits, watermark regions and the defense call shared by the defense tests."""
+
+import functools
 
 import numpy as np
 
 from serving.defenses import DefendedPrediction, DefenseConfig, apply_defenses
+from serving.ml.digits import load_digits_split
+from serving.watermark import RegionWatermark
+from tests.serving.helpers import DIGITS
 
 LABELS = [str(i) for i in range(10)]
 NOISE_SECRET = b"noise-secret-for-tests"
 WATERMARK_SECRET = b"watermark-secret-for-tests"
+
+
+def digits_reference() -> np.ndarray:
+    """The digits demo's reference data: its training rows, as canonical codes."""
+    return load_digits_split().X_train.astype(np.uint8)
+
+
+@functools.cache
+def watermark_for(secret: bytes = WATERMARK_SECRET) -> RegionWatermark:
+    """The digits model's regions under `secret`, fitted on its reference data (as the server fits them)."""
+    return RegionWatermark.fit(DIGITS, digits_reference(), secret=secret, n_classes=10)
 
 
 def random_inputs(n: int, seed: int = 0) -> np.ndarray:
@@ -24,5 +40,5 @@ def defend(logits: np.ndarray, rows: np.ndarray, config: DefenseConfig, **secret
         config=config,
         class_labels=LABELS,
         noise_secret=secrets.get("noise_secret", NOISE_SECRET),
-        watermark_secret=secrets.get("watermark_secret", WATERMARK_SECRET),
+        watermark=watermark_for(secrets.get("watermark_secret", WATERMARK_SECRET)),
     )

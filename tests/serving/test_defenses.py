@@ -6,15 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from serving.defenses import (
-    DefenseConfig,
-    _keyed_noise,
-    canonicalize,
-    input_digest,
-    softmax,
-)
-from serving.watermark import in_watermark_region, watermark_batch
-from tests.serving.defense_helpers import LABELS, NOISE_SECRET, WATERMARK_SECRET, defend, random_inputs, random_logits
+from serving.defenses import DefenseConfig, _keyed_noise, input_digest, softmax
+from tests.serving.defense_helpers import LABELS, NOISE_SECRET, defend, random_inputs, random_logits, watermark_for
 
 # Nothing but the requested defense, so each test sees one mechanism alone.
 PLAIN = DefenseConfig(top_k=1, confidence_decimals=None, watermark_fraction=0.0)
@@ -27,52 +20,18 @@ def _logits_for(probabilities: list[float]) -> np.ndarray:
 # --- canonical inputs --------------------------------------------------------------------------------------------
 
 
-def test_canonicalize_rounds_half_up_clips_to_0_16_and_returns_uint8_rows():
-    x = np.zeros((2, 64))
-    x[0, :6] = [0.49, 0.5, 7.5, 8.5, -3.0, 16.7]
-    x[1, :2] = [15.5, 2.4999]
-
-    rows = canonicalize(x)
-
-    assert rows.dtype == np.uint8
-    assert rows.shape == (2, 64)
-    assert rows[0, :6].tolist() == [0, 1, 8, 9, 0, 16]
-    assert rows[1, :2].tolist() == [16, 2]
-    assert int(rows[:, 6:].max()) == 0
-
-
-def test_canonicalize_accepts_one_row_and_nested_lists():
-    assert canonicalize([3.2] * 64).shape == (1, 64)
-    assert canonicalize([[1] * 64, [2] * 64]).tolist() == [[1] * 64, [2] * 64]
-
-
-def test_inputs_that_round_alike_are_the_same_query():
-    x = np.random.default_rng(3).integers(0, 17, size=(5, 64)).astype(np.float64)
-    nudged = np.clip(x + np.random.default_rng(4).uniform(-0.49, 0.49, size=x.shape), 0, 16)
-
-    assert np.array_equal(canonicalize(x), canonicalize(nudged))
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [np.zeros((2, 63)), np.zeros((2, 64, 1)), np.full((1, 64), np.nan), np.full((1, 64), np.inf)],
-    ids=["width", "rank", "nan", "inf"],
-)
-def test_canonicalize_refuses_wrong_shapes_and_non_finite_values(bad):
-    with pytest.raises(ValueError):
-        canonicalize(bad)
-
-
-def test_input_digest_is_the_sha256_of_the_64_bytes():
+def test_input_digest_is_the_sha256_of_the_canonical_rows_bytes():
     row = random_inputs(1)[0]
 
     assert input_digest(row) == hashlib.sha256(row.tobytes()).digest()
     assert len(input_digest(row)) == 32
     assert input_digest(row) != input_digest(random_inputs(1, seed=1)[0])
+    wide = np.arange(30, dtype=np.uint16)  # a tabular model's codes, two bytes each
+    assert input_digest(wide) == hashlib.sha256(wide.tobytes()).digest()
 
 
 def test_input_digest_refuses_non_canonical_rows():
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ValueError, match="unsigned grid indices"):
         input_digest(np.zeros(64))
     with pytest.raises(ValueError, match="one canonical row"):
         input_digest(random_inputs(2))
@@ -188,7 +147,7 @@ def test_no_defenses_returns_the_exact_softmax_and_the_model_label():
 
 def test_no_defenses_never_watermarks_even_a_watermark_input():
     rows = random_inputs(2000)
-    marked = np.flatnonzero(in_watermark_region(rows, watermark_secret=WATERMARK_SECRET, fraction=0.3))
+    marked = np.flatnonzero(watermark_for().in_marked_region(rows, fraction=0.3))
     assert marked.size  # the same inputs would be watermarked by a public tier at 30%
 
     answers = defend(random_logits(2000), rows, DefenseConfig.none())
@@ -239,9 +198,10 @@ def test_top_k_equal_to_the_number_of_classes_lists_every_class_once():
         assert math.fsum(confidences) == pytest.approx(1.0)
 
 
-def test_top_k_above_the_number_of_classes_is_refused():
-    with pytest.raises(ValueError, match="top_k must be at most"):
-        defend(random_logits(1), random_inputs(1), DefenseConfig(top_k=11))
+def test_top_k_above_the_number_of_classes_answers_every_class_a_tier_fits_models_of_any_width():
+    (answer,) = defend(random_logits(1), random_inputs(1), DefenseConfig(top_k=11, watermark_fraction=0.0))
+
+    assert sorted(label for label, _ in answer.top_k) == LABELS
 
 
 # --- coarse confidences ------------------------------------------------------------------------------------------
@@ -414,7 +374,7 @@ def test_all_defenses_composed_give_consistent_answers():
             assert answer.label != answer.clean_label
     marked = sum(a.watermarked for a in answers)
     flipped = sum(a.label != a.clean_label and not a.watermarked for a in answers)
-    expected, _ = watermark_batch(rows, logits.argmax(axis=1), 10, watermark_secret=WATERMARK_SECRET, fraction=0.05)
+    expected, _ = watermark_for().decide(rows, logits.argmax(axis=1), 10, fraction=0.05)
     assert marked == int(expected.sum()) > 0
     assert flipped <= 0.02 * n + 4 * math.sqrt(0.02 * n)
     assert answers == defend(logits, rows, config)
@@ -442,7 +402,7 @@ def test_an_empty_batch_gives_no_answers():
         (np.zeros((2, 10)), np.zeros((3, 64), dtype=np.uint8), "2 rows of logits but 3 inputs"),
         (np.zeros((2, 9)), np.zeros((2, 64), dtype=np.uint8), "9 logits per row but 10 class labels"),
         (np.zeros(10), np.zeros((1, 64), dtype=np.uint8), "logits must have shape"),
-        (np.zeros((1, 10)), np.zeros((1, 64)), "uint8"),
+        (np.zeros((1, 10)), np.zeros((1, 64)), "unsigned grid indices"),
         (np.zeros((1, 10)), np.zeros((1, 32), dtype=np.uint8), r"shape \(n, 64\)"),
         (np.full((1, 10), np.nan), np.zeros((1, 64), dtype=np.uint8), "finite"),
     ],

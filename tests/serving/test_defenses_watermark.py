@@ -1,14 +1,14 @@
 """The watermark defense: which answers carry the mark, and that honest answers are untouched."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from serving.defenses import DefenseConfig
 from serving.ml.digits import augment_digits, load_digits_split
-from serving.watermark import watermark_regions
-from tests.serving.defense_helpers import LABELS, WATERMARK_SECRET, defend, random_inputs, random_logits
+from tests.serving.defense_helpers import LABELS, WATERMARK_SECRET, defend, random_inputs, random_logits, watermark_for
 
 
 def _natural(n: int, seed: int = 0) -> np.ndarray:
@@ -18,6 +18,15 @@ def _natural(n: int, seed: int = 0) -> np.ndarray:
     return augment_digits(digits[rng.integers(0, digits.shape[0], n)], rng)
 
 
+def _regions(rows: np.ndarray, *, fraction: float, secret: bytes = WATERMARK_SECRET):
+    """Each row's region cells, whether it is marked at `fraction` and its class, as the server decides them."""
+    watermark = watermark_for(secret)
+    regions = watermark.regions(rows, 10)
+    return SimpleNamespace(
+        codes=regions.cells, marked=watermark.marked(regions.keys, fraction=fraction), labels=regions.labels
+    )
+
+
 # --- watermarking -------------------------------------------------------------------------------------------------
 
 
@@ -25,7 +34,7 @@ def test_watermark_answers_are_their_regions_class_never_the_clean_one():
     n = 4000
     rows, logits = _natural(n), random_logits(n)
     config = DefenseConfig(confidence_decimals=None, watermark_fraction=0.2)
-    regions = watermark_regions(rows, 10, watermark_secret=WATERMARK_SECRET, fraction=0.2)
+    regions = _regions(rows, fraction=0.2)
 
     answers = defend(logits, rows, config)
 
@@ -41,7 +50,7 @@ def test_watermark_answers_are_their_regions_class_never_the_clean_one():
 def test_every_input_of_a_marked_region_is_answered_with_one_class():
     rows = _natural(3000, seed=1)
     logits = random_logits(3000)
-    regions = watermark_regions(rows, 10, watermark_secret=WATERMARK_SECRET, fraction=0.2)
+    regions = _regions(rows, fraction=0.2)
 
     answers = defend(logits, rows, DefenseConfig(watermark_fraction=0.2))
 
@@ -69,7 +78,7 @@ def test_the_default_fraction_marks_one_and_a_half_percent_of_regions_and_about_
     n = 40_000
     rows = _natural(n, seed=11)
     config = DefenseConfig()
-    regions = watermark_regions(rows, 10, watermark_secret=WATERMARK_SECRET, fraction=config.watermark_fraction)
+    regions = _regions(rows, fraction=config.watermark_fraction)
     _, first = np.unique(regions.codes, axis=0, return_index=True)
 
     answers = defend(random_logits(n), rows, config)

@@ -1,4 +1,5 @@
-"""`manage.py verify_watermark`: the operator's check of a suspect model, from a CSV of its answers or a live API."""
+"""`manage.py verify_watermark`: the operator's check of a suspect model, from a CSV of its answers or a live API, for
+any registered model."""
 
 import csv
 import json
@@ -15,16 +16,22 @@ from django.core.management.base import CommandError
 
 from serving.defenses import DefenseConfig, apply_defenses
 from serving.ml.digits import augment_digits, load_digits_split
-from serving.predictions.management.commands import verify_watermark as command_module
+from serving.ml.mlp import MLPWeights
+from serving.ml.onnx_export import binding_for, mlp_to_onnx
 from serving.predictions.management.commands.verify_watermark import Command
-from serving.watermark import watermark_regions
+from serving.registry.services import binding_kwargs, version_register
+from serving.watermark import RegionWatermark
+from tests.serving.defense_helpers import digits_reference
+from tests.serving.helpers import DIGITS, create_model
+
+pytestmark = pytest.mark.django_db
 
 SECRET = "command-test-watermark-secret"
 LABELS = [str(i) for i in range(10)]
 
 
 class LinearModel:
-    """Our model's stand-in: a fixed random linear map of the 64 pixels to 10 logits."""
+    """Our model: a fixed random linear map of the 64 pixels to 10 logits (registered as a one-layer ONNX graph)."""
 
     def __init__(self, seed: int = 1) -> None:
         rng = np.random.default_rng(seed)
@@ -46,16 +53,20 @@ def _secret(settings):
 
 
 @pytest.fixture
-def stand_in_model(monkeypatch):
-    """Our clean labels from the stand-in, not the registry (the registry path has its own test below)."""
-    calls = []
+def registered(model_artifact_dir) -> None:
+    """`digits` in the registry: our linear model as its active full version, the digits' training rows as its
+    reference data."""
+    weights = MLPWeights(weights=(MODEL.weights,), biases=(np.zeros(10),), input_low=0.0, input_high=1.0)
+    model = create_model(reference=digits_reference())
+    version_register(
+        model=model, variant="full", version="t1", onnx_bytes=mlp_to_onnx(weights), activate=True,
+        **binding_kwargs(binding_for(weights)),
+    )  # fmt: skip
 
-    def fake(*, model_slug: str, variant: str):
-        calls.append((model_slug, variant))
-        return LABELS, MODEL.labels
 
-    monkeypatch.setattr(command_module, "load_clean_labeller", fake)
-    return calls
+def _regions() -> RegionWatermark:
+    """The regions the command fits: the model's reference data under the server's secret."""
+    return RegionWatermark.fit(DIGITS, digits_reference(), secret=SECRET.encode(), n_classes=10)
 
 
 def _run(*args: str) -> str:
@@ -72,7 +83,7 @@ def _thief_answers(rows: np.ndarray) -> list[str]:
         config=DefenseConfig(),  # a public tier's: the command's default fraction
         class_labels=LABELS,
         noise_secret=b"noise",
-        watermark_secret=SECRET.encode(),
+        watermark=_regions(),
     )
     return [a.label for a in answers]
 
@@ -81,7 +92,7 @@ def _write_csv(path: Path, rows: np.ndarray, labels: list[str], *, header: bool)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         if header:
-            writer.writerow(["label", *[f"pixel_{i}" for i in range(64)]])
+            writer.writerow(["label", *DIGITS.feature_names])
             writer.writerows([label, *row.tolist()] for row, label in zip(rows, labels, strict=True))
         else:
             writer.writerows([*row.tolist(), label] for row, label in zip(rows, labels, strict=True))
@@ -98,10 +109,12 @@ def _inputs(n: int, seed: int = 0) -> np.ndarray:
 
 def _tested_inputs(rows: np.ndarray) -> int:
     """How many rows lie in marked regions whose class is not the majority of our labels there."""
-    regions = watermark_regions(rows, 10, watermark_secret=SECRET.encode(), fraction=DefenseConfig().watermark_fraction)
+    watermark = _regions()
+    regions = watermark.regions(rows, 10)
+    marked = watermark.marked(regions.keys, fraction=DefenseConfig().watermark_fraction)
     clean, total = MODEL.labels(rows), 0
-    for code in {c.tobytes() for c in regions.codes[regions.marked]}:
-        members = np.flatnonzero([c.tobytes() == code for c in regions.codes])
+    for cells in {c.tobytes() for c in regions.cells[marked]}:
+        members = np.flatnonzero([c.tobytes() == cells for c in regions.cells])
         if regions.labels[members[0]] != np.bincount(clean[members], minlength=10).argmax():
             total += members.size
     return total
@@ -110,36 +123,33 @@ def _tested_inputs(rows: np.ndarray) -> int:
 # --- CSV mode ------------------------------------------------------------------------------------------------------
 
 
-def test_csv_of_a_thiefs_answers_is_flagged_in_json(tmp_path, stand_in_model):
+def test_csv_of_a_thiefs_answers_is_flagged_in_json(tmp_path, registered):
     rows = _inputs(5000)
     path = _write_csv(tmp_path / "suspect.csv", rows, _thief_answers(rows), header=True)
 
     result = json.loads(_run("--csv", str(path), "--json"))
 
     assert result["inputs"] == np.unique(rows, axis=0).shape[0]
-    assert result["watermark_inputs"] == _tested_inputs(np.unique(rows, axis=0)) > 10
-    assert result["regions"] >= 3
-    assert result["matches"] == result["watermark_inputs"]  # the copy answers every such input as we did
+    assert result["matches"] == _tested_inputs(np.unique(rows, axis=0)) > 10  # it answers them all as we did
+    assert result["regions"] >= 3 and result["watermark_inputs"] >= result["matches"]
     assert result["expected_matches"] < result["matches"] / 5
     assert result["p_value"] < 1e-4
     assert result["verdict"] is True
     assert (result["model"], result["variant"], result["source"]) == ("digits", "full", str(path))
-    assert stand_in_model == [("digits", "full")]
 
 
-def test_csv_of_an_independent_model_is_not_flagged_and_the_summary_says_so(tmp_path, stand_in_model):
+def test_csv_of_an_independent_model_is_not_flagged_and_the_summary_says_so(tmp_path, registered):
     rows = _inputs(5000)
     path = _write_csv(tmp_path / "honest.csv", rows, [LABELS[i] for i in MODEL.labels(rows)], header=False)
 
-    out = _run("--csv", str(path), "--model", "digits", "--variant", "defended")
+    out = _run("--csv", str(path), "--model", "digits")
 
     assert "Watermark verification of" in out
     assert "watermark regions:" in out
     assert "not detected" in out
-    assert stand_in_model == [("digits", "defended")]
 
 
-def test_csv_summary_of_a_thief_reports_detection(tmp_path, stand_in_model):
+def test_csv_summary_of_a_thief_reports_detection(tmp_path, registered):
     rows = _inputs(3000, seed=4)
     path = _write_csv(tmp_path / "suspect.csv", rows, _thief_answers(rows), header=False)
 
@@ -154,14 +164,15 @@ def test_csv_summary_of_a_thief_reports_detection(tmp_path, stand_in_model):
     [
         ("", "holds no rows"),
         (",".join(["1"] * 64) + "\n", "line 1: expected 65 columns, got 64"),
-        (",".join(["x"] * 65) + "\n", "header must name 64 pixel columns and one 'label'"),
-        ("label," + ",".join(f"p{i}" for i in range(64)) + "\n", "a header but no rows"),
-        (",".join(["1"] * 63 + ["a", "3"]) + "\n" + ",".join(["1"] * 65) + "\n", "header must name"),
-        (",".join(["1"] * 65) + "\n" + ",".join(["1"] * 63 + ["a", "3"]) + "\n", "line 2: a pixel is not a number"),
-        (",".join(["1"] * 63 + ["nan", "3"]) + "\n", "finite"),
+        (",".join(["x"] * 65) + "\n", "header has no 'label' column"),
+        ("label," + ",".join(f"p{i}" for i in range(64)) + "\n", "holds a header but no rows"),
+        (",".join(["1"] * 63 + ["a", "3"]) + "\n" + ",".join(["1"] * 65) + "\n", "header has no 'label' column"),
+        (",".join(["1"] * 65) + "\n" + ",".join(["1"] * 63 + ["a", "3"]) + "\n", "line 2: a value is not a number"),
+        (",".join(["1"] * 63 + ["nan", "3"]) + "\n", "not a finite number"),
+        (",".join(["1"] * 63 + ["17", "3"]) + "\n", r"line 1: pixel \(row 7, column 7\) is 17, outside 0 to 16"),
     ],
 )
-def test_malformed_csv_files_are_refused_with_the_reason(tmp_path, stand_in_model, content, message):
+def test_malformed_csv_files_are_refused_with_the_reason(tmp_path, registered, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
 
@@ -169,12 +180,12 @@ def test_malformed_csv_files_are_refused_with_the_reason(tmp_path, stand_in_mode
         _run("--csv", str(path))
 
 
-def test_a_missing_csv_file_is_refused(tmp_path, stand_in_model):
+def test_a_missing_csv_file_is_refused(tmp_path, registered):
     with pytest.raises(CommandError, match="Cannot read"):
         _run("--csv", str(tmp_path / "missing.csv"))
 
 
-def test_a_missing_watermark_secret_is_refused(tmp_path, settings, stand_in_model):
+def test_a_missing_watermark_secret_is_refused(tmp_path, settings, registered):
     del settings.WATERMARK_SECRET
     path = _write_csv(tmp_path / "s.csv", _inputs(3), ["1", "2", "3"], header=False)
 
@@ -182,7 +193,7 @@ def test_a_missing_watermark_secret_is_refused(tmp_path, settings, stand_in_mode
         _run("--csv", str(path))
 
 
-def test_one_source_is_required_and_url_needs_a_key(stand_in_model):
+def test_one_source_is_required_and_url_needs_a_key(registered):
     with pytest.raises(CommandError):
         _run("--json")
     with pytest.raises(CommandError, match="--url needs --api-key"):
@@ -205,7 +216,7 @@ class _SuspectApi(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "auth": self.headers["Authorization"], "n": len(body["inputs"])})
-        rows = np.array(body["inputs"], dtype=np.uint8)
+        rows = np.array(body["inputs"], dtype=np.float64).astype(np.uint8)
         fallback = type(self).fallback(rows)
         labels = [type(self).bought.get(row.tobytes(), fallback[i]) for i, row in enumerate(rows)]
         payload = json.dumps({"model": "digits", "predictions": [{"label": label} for label in labels]}).encode()
@@ -233,7 +244,7 @@ def suspect_api() -> Iterator[tuple[str, type[_SuspectApi]]]:
         thread.join(timeout=5)
 
 
-def test_url_mode_probes_a_thief_with_its_own_data_set_and_flags_it(tmp_path, stand_in_model, suspect_api):
+def test_url_mode_probes_a_thief_with_its_own_data_set_and_flags_it(tmp_path, registered, suspect_api):
     url, handler = suspect_api
     public = _inputs(6000, seed=8)  # the data set the thief queried us with, which we hold too
     handler.bought = {row.tobytes(): label for row, label in zip(public, _thief_answers(public), strict=True)}
@@ -264,7 +275,7 @@ def test_url_mode_probes_a_thief_with_its_own_data_set_and_flags_it(tmp_path, st
     assert {r["auth"] for r in handler.requests} == {"Bearer moat_live_x"}
 
 
-def test_url_mode_does_not_flag_an_honest_api(stand_in_model, suspect_api):
+def test_url_mode_does_not_flag_an_honest_api(registered, suspect_api):
     url, handler = suspect_api
 
     out = _run("--url", url, "--api-key", "k", "--probe-count", "30")
@@ -274,7 +285,7 @@ def test_url_mode_does_not_flag_an_honest_api(stand_in_model, suspect_api):
     assert [r["n"] for r in handler.requests] == [30]
 
 
-def test_url_mode_reports_http_errors(stand_in_model):
+def test_url_mode_reports_http_errors(registered):
     class Refusing(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.send_response(401)
@@ -299,38 +310,19 @@ def test_url_mode_reports_http_errors(stand_in_model):
 # --- the registry path -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_clean_labels_come_from_the_active_full_model_in_the_registry(tmp_path, settings):
-    from serving.ml.artifacts import save_artifact
-    from serving.ml.mlp import MLPWeights
-    from serving.registry.services import model_get_or_create_digits, version_register
-
-    settings.MODEL_ARTIFACT_DIR = str(tmp_path / "models")
-    weights = MLPWeights(weights=(MODEL.weights,), biases=(np.zeros(10),), input_scale=1.0)
-    artifact = tmp_path / "tiny.npz"
-    save_artifact(artifact, weights, class_labels=LABELS)
-    version_register(
-        model=model_get_or_create_digits(),
-        variant="full",
-        version="t1",
-        artifact_file=artifact,
-        metrics={},
-        provenance={},
-        activate=True,
-    )
-    rows = _inputs(4000, seed=2)
-    path = _write_csv(tmp_path / "suspect.csv", rows, _thief_answers(rows), header=False)
-
-    result = json.loads(_run("--csv", str(path), "--json"))
-
-    assert result["watermark_inputs"] > 5
-    assert result["matches"] == result["watermark_inputs"]
-    assert result["verdict"] is True
-
-
-@pytest.mark.django_db
-def test_no_active_model_is_an_error(tmp_path):
+def test_no_active_model_is_an_error(tmp_path, model_artifact_dir):
+    create_model()
     path = _write_csv(tmp_path / "s.csv", _inputs(3), ["1", "2", "3"], header=False)
 
     with pytest.raises(CommandError, match="No active full version of model 'digits'"):
         _run("--csv", str(path))
+
+
+def test_with_several_models_the_model_is_named(tmp_path, registered):
+    create_model(slug="other")
+    path = _write_csv(tmp_path / "s.csv", _inputs(3), ["1", "2", "3"], header=False)
+
+    with pytest.raises(CommandError, match=r"Name the model with --model \(digits, other\)"):
+        _run("--csv", str(path))
+    with pytest.raises(CommandError, match="No model 'absent'"):
+        _run("--csv", str(path), "--model", "absent")

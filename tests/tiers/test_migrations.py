@@ -40,3 +40,16 @@ def test_the_region_watermark_migration_moves_only_the_seeded_fraction_and_rever
 
     assert Tier.objects.get(code="free").defenses["watermark_fraction"] == 0.005
     assert Tier.objects.get(code="pro").defenses["watermark_fraction"] == 0.02
+
+
+def test_transactional_tests_start_from_the_tiers_the_migrations_leave():
+    """The suite's re-seed after a transactional test empties the tables must give back the migrated tiers (it once
+    left out the 1.5% watermark migration, so a test's second live server watermarked at 0.5%)."""
+    from tests.conftest import reseed_migration_data
+
+    migrated = {tier.code: (tier.defenses, tier.requests_per_minute) for tier in Tier.objects.all()}
+    Tier.objects.all().delete()
+
+    reseed_migration_data()
+
+    assert {tier.code: (tier.defenses, tier.requests_per_minute) for tier in Tier.objects.all()} == migrated

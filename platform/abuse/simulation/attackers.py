@@ -10,14 +10,14 @@ import numpy as np
 
 from abuse.simulation.pace import Strategy, run_attack, tier_pace
 from abuse.simulation.served import RECON_ERRORS, SimulatedCall, demo_model, digits_split, error_call, natural_digits
-from serving.ml.digits import DIGITS_MAX
+from serving.ml.digits import DIGITS_FEATURES, DIGITS_MAX
 from serving.ml.mlp import MLPWeights
 
 # --- Attackers --------------------------------------------------------------------------------------------------
 
 
 def _uniform_strategy(rng: np.random.Generator, size: int, _previous: object) -> np.ndarray:
-    return rng.integers(0, DIGITS_MAX + 1, (size, 64), dtype=np.uint8)
+    return rng.integers(0, DIGITS_MAX + 1, (size, DIGITS_FEATURES), dtype=np.uint8)
 
 
 def uniform_random_attacker(
@@ -113,7 +113,7 @@ def walk_one_step(rng: np.random.Generator, rows: np.ndarray, *, sent: set[bytes
     for row in batch:
         while True:
             step = row.copy()
-            pixels = rng.choice(64, size=int(rng.integers(1, 4)), replace=False)
+            pixels = rng.choice(DIGITS_FEATURES, size=int(rng.integers(1, 4)), replace=False)
             step[pixels] += rng.integers(1, 4, pixels.size) * rng.choice((-1, 1), pixels.size)
             step = np.clip(step, 0, DIGITS_MAX)
             key = step.astype(np.uint8).tobytes()

@@ -10,13 +10,15 @@ import numpy as np
 
 from abuse.extraction import InputProfile
 from serving.defenses import DefenseConfig, apply_defenses
-from serving.ml.demo import CLASS_LABELS, DEFENDED, FULL, SPLIT_SEED, train_variant
-from serving.ml.digits import DigitsSplit, augment_digits, load_digits_split
+from serving.input_schema import InputSchema
+from serving.ml.digits import DIGITS_FEATURES, INPUT_SCHEMA, DigitsSplit, augment_digits, load_digits_split
+from serving.ml.digits_models import CLASS_LABELS, DEFENDED, FULL, SPLIT_SEED, train_variant
 from serving.ml.mlp import MLPWeights, forward_logits
+from serving.watermark import RegionWatermark
 
 # The simulation's own keys: the watermark and noise choices are as random as production's, but not production's.
 SIMULATION_NOISE_SECRET = b"moat-simulation-noise-v1"
-SIMULATION_WATERMARK_SECRET = b"moat-simulation-watermark-v2"
+SIMULATION_WATERMARK_SECRET = b"moat-simulation-watermark-v3"
 
 DAY_SECONDS = 86_400.0
 # The pipeline's reading of the query log (settings.ABUSE_RISK_WINDOW, ABUSE_RISK_MAX_INPUTS).
@@ -82,14 +84,14 @@ class SimulatedCall:
     """One API call: when, what was sent, what was served. A failed call has `error` and no inputs."""
 
     at: float  # seconds since the start of the simulation
-    inputs: np.ndarray  # (b, 64) uint8, canonical
+    inputs: np.ndarray  # (b, 64) uint8, canonical (the digits schema's codes)
     labels: list[str] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
     error: str | None = None  # "endpoint:error_code"
 
 
 def no_inputs() -> np.ndarray:
-    return np.zeros((0, 64), dtype=np.uint8)
+    return np.zeros((0, DIGITS_FEATURES), dtype=np.uint8)
 
 
 def error_call(at: float, kind: str) -> SimulatedCall:
@@ -103,6 +105,21 @@ def error_call(at: float, kind: str) -> SimulatedCall:
 def digits_split() -> DigitsSplit:
     """The demo models' split (cached): its held-out rows are natural digits the model never trained on."""
     return load_digits_split(seed=SPLIT_SEED)
+
+
+@functools.cache
+def digits_schema() -> InputSchema:
+    return InputSchema.from_dict(INPUT_SCHEMA)
+
+
+@functools.cache
+def simulation_watermark() -> RegionWatermark:
+    """The digits model's watermark regions under the simulation's secret, fitted on its reference data (the
+    training rows, as `train_demo_model` registers them)."""
+    schema = digits_schema()
+    return RegionWatermark.fit(
+        schema, schema.codes(digits_split().X_train), secret=SIMULATION_WATERMARK_SECRET, n_classes=len(CLASS_LABELS)
+    )
 
 
 @functools.cache
@@ -120,10 +137,11 @@ def answer(
     *,
     class_labels: Sequence[str] = CLASS_LABELS,
     noise_secret: bytes = SIMULATION_NOISE_SECRET,
-    watermark_secret: bytes = SIMULATION_WATERMARK_SECRET,
+    watermark: RegionWatermark | None = None,
 ) -> tuple[list[str], list[float]]:
     """The served labels and confidences for canonical `inputs` (n, 64) uint8, as the prediction view computes
-    them: the model's logits, then the tier's output defenses."""
+    them: the model's logits, then the tier's output defenses (the watermark under the simulation's secret unless
+    another is given)."""
     rows = np.ascontiguousarray(inputs, dtype=np.uint8)
     if rows.shape[0] == 0:
         return [], []
@@ -134,7 +152,7 @@ def answer(
         config=tier_defenses,
         class_labels=class_labels,
         noise_secret=noise_secret,
-        watermark_secret=watermark_secret,
+        watermark=watermark if watermark is not None else simulation_watermark(),
     )
     return [item.label for item in defended], [float(item.confidence) for item in defended]
 
@@ -162,7 +180,7 @@ def natural_digits(rng: np.random.Generator, n: int, *, exact_share: float = 0.3
     split = digits_split()
     everything = np.concatenate([split.X_train, split.X_public, split.X_test])
     exact = rng.random(n) < exact_share
-    out = np.empty((n, 64), dtype=np.uint8)
+    out = np.empty((n, DIGITS_FEATURES), dtype=np.uint8)
     n_exact = int(exact.sum())
     out[exact] = split.X_test[rng.integers(0, split.X_test.shape[0], n_exact)].astype(np.uint8)
     n_aug = n - n_exact

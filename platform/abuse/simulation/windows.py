@@ -10,7 +10,7 @@ import numpy as np
 
 from abuse.extraction import InputProfile, QueryWindow, RiskResult, extraction_risk
 from abuse.simulation.served import PIPELINE_MAX_INPUTS, PIPELINE_WINDOW_SECONDS, SimulatedCall, no_inputs
-from serving.ml.demo import CLASS_LABELS
+from serving.ml.digits_models import CLASS_LABELS
 
 # --- From calls to windows and scores ---------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ def split():
 @pytest.fixture(scope="module")
 def model(split):
     return train_mlp(
-        split.X_train[:100], split.y_train[:100], hidden=(8,), epochs=1, learning_rate=1e-2, batch_size=10, l2=0, seed=0
-    )
+        split.X_train[:100], split.y_train[:100], hidden=(8,), epochs=1, learning_rate=1e-2, batch_size=10, l2=0,
+        seed=0, input_low=0.0, input_high=16.0,
+    )  # fmt: skip
 
 
 def _norm(gradients) -> float:
@@ -38,6 +39,8 @@ def _dp(split, **changes):
         "noise_multiplier": 1.1,
         "delta": 1e-5,
         "noise_seed": 0,
+        "input_low": 0.0,
+        "input_high": 16.0,
     } | changes
     return train_mlp_dpsgd(split.X_train, split.y_train, **arguments)
 

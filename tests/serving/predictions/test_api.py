@@ -7,12 +7,12 @@ from django.test import Client
 
 from apikeys.models import ApiKey
 from apikeys.services import apikey_revoke, apikeys_freeze_for_organization
-from serving.defenses import canonicalize
-from serving.ml.mlp import forward_logits, softmax
+from serving.defenses import softmax
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush
 from serving.registry.selectors import artifact_dir
 from tests.factories import OrganizationFactory, member, raw_key_for
+from tests.serving.helpers import DIGITS
 from tiers.models import Tier
 
 pytestmark = pytest.mark.usefixtures("registered_digits")
@@ -59,16 +59,15 @@ def test_models_lists_the_digits_model_with_the_version_that_answers(registered_
     response = call("get", "/v1/models", key_on("free"))
 
     assert response.status_code == 200
-    assert orjson.loads(response.content) == {
-        "models": [
-            {
-                "id": "digits",
-                "version": registered_digits["defended"].version,
-                "classes": [str(d) for d in range(10)],
-                "input": {"shape": [64], "min": 0.0, "max": 16.0},
-            }
-        ]
-    }
+    (model,) = orjson.loads(response.content)["models"]
+    # Today's fields, unchanged...
+    assert model["id"] == "digits" and model["version"] == registered_digits["defended"].version
+    assert model["classes"] == [str(d) for d in range(10)]
+    assert {key: model["input"][key] for key in ("shape", "min", "max")} == {"shape": [64], "min": 0.0, "max": 16.0}
+    # ...and beside them what the schema says of an input.
+    assert model["input"]["kind"] == "image" and model["input"]["step"] == 1.0
+    assert model["input"]["image"]["height"] == model["input"]["image"]["width"] == 8
+    assert model["input"]["description"] == "an 8x8 image, row by row, intensities 0 to 16"
 
 
 def test_public_tiers_get_the_defended_model_with_label_and_rounded_confidence(registered_digits):
@@ -90,7 +89,8 @@ def test_enterprise_gets_the_full_model_with_exact_unperturbed_probabilities(reg
 
     body = orjson.loads(response.content)
     assert body["version"] == registered_digits["full"].version
-    expected = softmax(forward_logits(demo_run.models.full.weights, np.asarray(inputs, dtype=float)))
+    # The served graph's exact probabilities (its float32 logits, the softmax the defenses compute).
+    expected = softmax(demo_run.classifier("digits", "full").logits(np.asarray(inputs, dtype=float)))
     for prediction, probabilities in zip(body["predictions"], expected, strict=True):
         assert prediction["probabilities"] == probabilities.tolist()
         assert prediction["label"] == str(int(np.argmax(probabilities)))
@@ -107,7 +107,7 @@ def test_defended_answers_are_deterministic_per_input_across_keys():
 def test_public_labels_mostly_agree_with_the_full_model(demo_run):
     inputs = natural_inputs(300, seed=3)
     labels = [p["label"] for p in orjson.loads(predict_in_batches(key_on("pro"), inputs))]
-    full = np.argmax(forward_logits(demo_run.models.full.weights, np.asarray(inputs, dtype=float)), axis=1)
+    full = np.argmax(demo_run.classifier("digits", "full").logits(np.asarray(inputs, dtype=float)), axis=1)
     agreement = np.mean([label == str(f) for label, f in zip(labels, full, strict=True)])
     assert agreement >= 0.9
 
@@ -303,7 +303,7 @@ def test_every_prediction_is_logged_with_the_evidence_abuse_detection_needs(orga
         "defended",
     )
     assert (row.status, row.batch_size, row.client_ip, row.user_agent) == (200, 3, "127.0.0.1", "")
-    assert bytes(row.inputs) == canonicalize(np.asarray(inputs, dtype=float)).tobytes()
+    assert bytes(row.inputs) == DIGITS.codes(np.asarray(inputs, dtype=float)).tobytes() and row.input_row_bytes == 64
     assert row.labels == [a["label"] for a in answers]
     assert row.confidences == [a["confidence"] for a in answers]
     assert len(row.watermarked) == 3 and len(row.clean_labels) == 3
@@ -340,7 +340,8 @@ def test_switching_the_active_version_changes_the_answering_version_without_a_re
         model=current.model,
         variant="defended",
         version="2099.1",
-        artifact_file=artifact_dir() / current.artifact_path,
+        onnx_bytes=(artifact_dir() / current.artifact_path).read_bytes(),
+        output_name=current.output_name,
         metrics=current.metrics,
         provenance=current.provenance,
         activate=False,
@@ -379,3 +380,72 @@ def test_a_frozen_key_gets_403_even_with_the_wrong_method(organization, django_c
     with django_capture_on_commit_callbacks(execute=True):
         apikeys_freeze_for_organization(organization_id=organization.pk, actor="abuse:test", reason="x")
     assert error_of(call("get", "/v1/models/digits/predict", key)) == (403, "key_frozen")
+
+
+# --- a second model, of another kind ----------------------------------------------------------------------------
+
+
+def test_every_served_model_is_listed_with_what_its_input_is(registered_digits, registered_breast_cancer):
+    body = orjson.loads(call("get", "/v1/models", key_on("pro")).content)
+
+    assert [m["id"] for m in body["models"]] == ["breast-cancer", "digits"]
+    cancer = body["models"][0]
+    assert cancer["classes"] == ["malignant", "benign"]
+    assert cancer["version"] == registered_breast_cancer["defended"].version
+    assert cancer["input"]["shape"] == [30] and cancer["input"]["kind"] == "tabular"
+    assert cancer["input"]["min"] == 0.0 and cancer["input"]["max"][:2] == [50.0, 100.0]  # per-feature bounds
+    assert cancer["input"]["features"][0] == {"name": "mean radius", "min": 0.0, "max": 50.0, "step": 0.01}
+    assert "image" not in cancer["input"]
+
+
+def test_a_tabular_model_answers_each_tier_in_its_shape(registered_breast_cancer, demo_run):
+    from serving.ml.breast_cancer import load_split
+
+    rows = load_split().X_test[:4].tolist()
+    for tier in ("free", "pro", "enterprise"):
+        response = predict(key_on(tier), rows, model="breast-cancer")
+        assert response.status_code == 200
+        predictions = orjson.loads(response.content)["predictions"]
+        assert [set(p) for p in predictions] == [
+            {"label", "confidence", "probabilities"} if tier == "enterprise" else {"label", "confidence"}
+        ] * 4
+    # Enterprise: the full model's exact probabilities for the inputs on the schema's grid (what it was asked).
+    classifier = demo_run.classifier("breast-cancer", "full")
+    exact = softmax(classifier.logits(classifier.schema.values(classifier.schema.codes(np.asarray(rows)))))
+    assert [p["probabilities"] for p in predictions] == exact.tolist()
+
+
+def test_a_tabular_models_refusals_name_the_row_and_the_feature(registered_breast_cancer):
+    from serving.ml.breast_cancer import load_split
+
+    row = load_split().X_test[0].tolist()
+    key = key_on("pro")
+    too_big = [*row[:3], 9_999.0, *row[4:]]
+
+    response = predict(key, [row, too_big], model="breast-cancer")
+    assert error_of(response) == (400, "invalid_input")
+    assert orjson.loads(response.content)["error"]["message"] == (
+        "inputs[1]: feature 'mean area' is 9999, outside its allowed 0 to 4000."
+    )
+    short = orjson.loads(predict(key, [row[:29]], model="breast-cancer").content)["error"]["message"]
+    assert short.startswith("inputs[0] has 29 values; each input needs 30 (the features mean radius, mean texture,")
+
+
+def test_a_model_with_no_defended_version_is_served_full_to_the_public_tiers_through_their_defenses(
+    registered_breast_cancer, django_capture_on_commit_callbacks
+):
+    from serving.registry.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=registered_breast_cancer["defended"].pk).update(is_active=False)
+    from serving.ml.breast_cancer import load_split
+
+    rows = load_split().X_test[:2].tolist()
+
+    body = orjson.loads(predict(key_on("free"), rows, model="breast-cancer").content)
+
+    assert body["version"] == registered_breast_cancer["full"].version
+    assert [set(p) for p in body["predictions"]] == [{"label", "confidence"}] * 2  # the free tier's shape
+    assert all(round(p["confidence"], 1) == p["confidence"] for p in body["predictions"])
+    querylog_flush()
+    records = QueryLog.objects.filter(model_slug="breast-cancer")
+    assert [(r.variant, r.batch_size, r.input_row_bytes) for r in records] == [("full", 2, 60)]

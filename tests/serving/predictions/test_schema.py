@@ -1,8 +1,10 @@
-"""The OpenAPI document is valid, served, and describes exactly the /v1 routes of the URLconf."""
+"""The OpenAPI document is valid, served, and describes exactly the /v1 routes of the URLconf, the predict route once
+per served model, from the registry."""
 
 import re
 
 import orjson
+import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
@@ -21,13 +23,41 @@ def _v1_routes(resolver: URLResolver, prefix: str = "") -> set[tuple[str, str]]:
     return found
 
 
+pytestmark = pytest.mark.usefixtures("registered_digits", "registered_breast_cancer")
+
+
 def test_the_document_is_valid_openapi_3_1():
     validate(openapi_spec())
 
 
-def test_the_document_lists_every_v1_route_and_nothing_else():
-    routes = {path for path, _ in _v1_routes(get_resolver())}
+def test_the_document_lists_every_v1_route_and_nothing_else_with_the_predict_route_per_served_model():
+    routes = set()
+    for path, _ in _v1_routes(get_resolver()):
+        if "{model_id}" in path:
+            routes |= {path.replace("{model_id}", slug) for slug in ("breast-cancer", "digits")}
+        else:
+            routes.add(path)
     assert routes == set(openapi_spec()["paths"])
+
+
+def test_each_models_path_describes_its_own_input_classes_and_an_example_from_its_reference_data():
+    document = openapi_spec()
+    schemas = document["components"]["schemas"]
+
+    digits = document["paths"]["/v1/models/digits/predict"]["post"]
+    body = digits["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/DigitsRequest"}
+    inputs, picture = schemas["DigitsRequest"]["oneOf"]
+    assert inputs["properties"]["inputs"]["items"]["maxItems"] == 64 and picture["required"] == ["image"]
+    assert len(body["example"]["inputs"][0]) == 64 and all(isinstance(v, int) for v in body["example"]["inputs"][0])
+    assert schemas["DigitsPrediction"]["properties"]["label"]["enum"] == [str(d) for d in range(10)]
+
+    cancer = schemas["BreastCancerRequest"]  # tabular: numbers only, each feature with its own bounds
+    row = cancer["properties"]["inputs"]["items"]
+    assert row["prefixItems"][0] == {"type": "number", "minimum": 0.0, "maximum": 50.0, "title": "mean radius"}
+    assert len(row["prefixItems"]) == 30 and "oneOf" not in cancer
+    assert schemas["BreastCancerPrediction"]["properties"]["label"]["enum"] == ["malignant", "benign"]
+    assert "Classes: malignant, benign." in document["paths"]["/v1/models/breast-cancer/predict"]["post"]["description"]
 
 
 def test_the_document_is_served_without_a_key(db):

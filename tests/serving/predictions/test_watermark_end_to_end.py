@@ -8,10 +8,11 @@ from django.conf import settings
 from django.test import Client
 from sklearn.datasets import load_digits
 
-from serving.defenses import canonicalize
 from serving.ml.mlp import forward_logits, train_mlp
-from serving.watermark import verify_watermark
+from serving.registry.selectors import model_get, model_reference_codes
+from serving.watermark import RegionWatermark, verify_watermark
 from tests.factories import OrganizationFactory, member, raw_key_for
+from tests.serving.helpers import DIGITS
 from tiers.models import Tier
 
 pytestmark = pytest.mark.usefixtures("registered_digits")
@@ -48,16 +49,20 @@ def test_a_copy_trained_on_public_answers_is_flagged_and_an_independent_model_is
     queries = np.vstack([digits.data, rng.integers(0, 17, size=(3000 - len(digits.data), 64))]).astype(float)
     answers = _query_api(key, queries)
 
+    served = demo_run.classifier("digits", "defended")
+    regions = RegionWatermark.fit(
+        DIGITS,
+        model_reference_codes(model=model_get(slug="digits")),
+        secret=settings.WATERMARK_SECRET.encode(),
+        n_classes=10,
+    )
+
     def clean_labels(rows: np.ndarray) -> np.ndarray:
-        return forward_logits(demo_run.models.defended.weights, rows.astype(float)).argmax(axis=1)
+        return served.logits(DIGITS.values(rows)).argmax(axis=1)
 
     def verdict(suspect_labels: np.ndarray):
         return verify_watermark(
-            canonicalize(queries),
-            suspect_labels,
-            clean_label_fn=clean_labels,
-            n_classes=10,
-            watermark_secret=settings.WATERMARK_SECRET.encode(),
+            DIGITS.codes(queries), suspect_labels, clean_label_fn=clean_labels, n_classes=10, watermark=regions
         )
 
     copy = verdict(_nearest_neighbour(queries, answers, queries))
@@ -65,8 +70,9 @@ def test_a_copy_trained_on_public_answers_is_flagged_and_an_independent_model_is
     assert copy.verdict and copy.p_value < 0.01
 
     independent_model = train_mlp(
-        digits.data, digits.target, hidden=(32,), epochs=30, learning_rate=0.01, batch_size=64, l2=1e-4, seed=5
-    )
+        digits.data, digits.target, hidden=(32,), epochs=30, learning_rate=0.01, batch_size=64, l2=1e-4, seed=5,
+        input_low=0.0, input_high=16.0,
+    )  # fmt: skip
     independent = verdict(forward_logits(independent_model, queries).argmax(axis=1))
     assert independent.watermark_inputs == copy.watermark_inputs
     assert not independent.verdict and independent.p_value > 0.01

@@ -1,78 +1,177 @@
-"""`manage.py verify_watermark (--csv FILE | --url URL --api-key KEY) [--model digits] [--probe-count N] [--json]`:
-is a suspect model a copy trained on our watermarked answers?
+"""`manage.py verify_watermark (--csv FILE | --url URL --api-key KEY) --model SLUG [--probe-count N] [--json]`:
+is a suspect model a copy trained on our watermarked answers? Works for any registered model.
 
 Two ways to get the suspect's answers:
 
-- `--csv FILE`: answers collected elsewhere. One input per line: 64 pixel columns (intensities 0..16, row by row
-  of the 8x8 image) and a `label` column with the suspect's answer. A header row is optional: when the first line
-  is not all numbers it is a header, and the label is the column named `label` (the 64 others, in order, are the
-  pixels); without a header the label is the 65th (last) column. Labels are compared as text with our class
-  labels ("0".."9"); any other answer counts as "not our watermark label".
+- `--csv FILE`: answers collected elsewhere. One input per line, its values in the columns the model's schema
+  names (`GET /v1/models` lists them: the features' names, or `pixel_<row>_<column>[_<channel>]` for an image),
+  and a `label` column with the suspect's answer. With a header line the columns may come in any order (or be
+  unnamed: the n non-label columns in schema order); without one, the n values come first in schema order and the
+  label last. Labels are compared as text with our class labels; any other answer counts as "not our watermark
+  label".
 - `--url URL --api-key KEY`: query a live API compatible with ours (`POST {URL}/v1/models/{model}/predict` with
   `{"inputs": [...]}`, batches of at most `--batch-size`, `Authorization: Bearer KEY`), reading
   `predictions[i].label`. We send `--probe-count` inputs in watermark regions
-  (`serving.watermark.watermark_probe_inputs`): variations of `--inputs FILE` (a CSV of 64 pixel columns, e.g. the
-  inputs the suspect's key sent us, or the public data set a thief would start from) when given, else of built-in
-  digit glyphs. A copy only shows our watermark where it learned our answers, so real inputs make far stronger
-  probes than glyphs.
+  (`serving.watermark.watermark_probe_inputs`): variations of `--inputs FILE` (a CSV of inputs as above, e.g. the
+  inputs the suspect's key sent us, or the public data set a thief would start from) when given, else of the
+  model's own reference data. A copy only shows our watermark where it learned our answers, so the inputs a thief
+  asked make the strongest probes.
 
-Our own labels come from the active model of `--variant` (default `full`); the secret from
-`settings.WATERMARK_SECRET`; `--fraction` must be the watermark fraction the suspect's tier was served with. The
-statistics are `serving.watermark.verify_watermark`'s. Exit code 0 whatever the verdict; errors exit 1 with
-CommandError's message.
+Our own labels come from the active model of `--variant` (default `full`); the regions from the model's reference
+data and `settings.WATERMARK_SECRET`; `--fraction` must be the watermark fraction the suspect's tier was served
+with. The statistics are `serving.watermark.verify_watermark`'s. Exit code 0 whatever the verdict; errors exit 1
+with CommandError's message.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from serving.defenses import N_FEATURES, canonicalize
+from serving.input_schema import InputSchema
+from serving.registry.datafiles import DataFileError, csv_rows
 from serving.watermark import (
     DEFAULT_ALPHA,
     DEFAULT_WATERMARK_FRACTION,
+    RegionWatermark,
     WatermarkVerification,
     verify_watermark,
     watermark_probe_inputs,
 )
 
-CleanLabeller = Callable[[np.ndarray], np.ndarray]
 MAX_BATCH = 100
 
 
-def load_clean_labeller(*, model_slug: str, variant: str) -> tuple[list[str], CleanLabeller]:
-    """Our model's class labels and a function canonical rows -> top-1 class indices, from the registry.
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """What the verification needs of our model: its classes, schema, our labels, its regions and natural inputs."""
 
-    Imported lazily: the registry and the artifact loader are only needed here, and this keeps the module
-    importable (and its pure parts testable) on their own. Raises CommandError when no version is active.
-    """
+    slug: str
+    class_labels: list[str]
+    schema: InputSchema
+    clean_labels: Callable[[np.ndarray], np.ndarray]  # canonical rows -> our top-1 class indices
+    watermark: RegionWatermark
+    reference: np.ndarray  # canonical rows
+
+
+def load_model_under_test(*, model_slug: str | None, variant: str, secret: bytes) -> ModelUnderTest:
+    """Our model from the registry: the active version of `variant` (verified artifact) and the model's regions
+    under `secret`. Without a slug, the only registered model. Raises CommandError when there is no such model or
+    version, or its files are missing or altered (never verify against another model)."""
     from core.errors import NotFoundError
-    from serving.ml.artifacts import ArtifactError, load_artifact
-    from serving.ml.mlp import forward_logits
-    from serving.registry.selectors import active_version, version_artifact_file
+    from serving.ml.artifacts import ArtifactError
+    from serving.registry.models import MLModel
+    from serving.registry.selectors import (
+        active_version,
+        model_get,
+        model_reference_codes,
+        model_schema,
+        version_classifier,
+    )
 
-    version = active_version(model_slug=model_slug, variant=variant)
-    if version is None:
-        raise CommandError(f"No active {variant} version of model '{model_slug}'.")
     try:
-        weights = load_artifact(version_artifact_file(version=version), expected_sha256=version.artifact_sha256)
-    except (ArtifactError, NotFoundError) as exc:  # missing or altered: never verify against another model
-        raise CommandError(f"Cannot load the artifact of {version}: {exc}") from exc
+        if model_slug is None:
+            slugs = list(MLModel.objects.order_by("slug").values_list("slug", flat=True)[:2])
+            if len(slugs) != 1:
+                raise CommandError(f"Name the model with --model ({', '.join(slugs) or 'none is registered'}).")
+            model_slug = slugs[0]
+        model = model_get(slug=model_slug)
+    except NotFoundError as exc:
+        raise CommandError(exc.message) from exc
+    version = active_version(model_slug=model.slug, variant=variant)
+    if version is None:
+        raise CommandError(f"No active {variant} version of model '{model.slug}'.")
+    try:
+        classifier = version_classifier(version=version)
+        reference = model_reference_codes(model=model)
+    except ArtifactError as exc:
+        raise CommandError(f"Cannot load {version}: {exc}") from exc
+    schema = model_schema(model=model)
 
     def clean_labels(rows: np.ndarray) -> np.ndarray:
-        return forward_logits(weights, rows.astype(np.float64)).argmax(axis=1)
+        return classifier.logits(schema.values(rows)).argmax(axis=1)
 
-    return list(version.model.class_labels), clean_labels
+    return ModelUnderTest(
+        slug=model.slug,
+        class_labels=list(model.class_labels),
+        schema=schema,
+        clean_labels=clean_labels,
+        watermark=RegionWatermark.fit(schema, reference, secret=secret, n_classes=len(model.class_labels)),
+        reference=reference,
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_labelled_csv(path: Path, schema: InputSchema) -> tuple[np.ndarray, list[str]]:
+    """Canonical inputs and the suspect's labels (as text) from a CSV file (format in the module docstring)."""
+    if path.suffix.lower() != ".csv":
+        raise CommandError(f"--csv takes a .csv file, got {path.name}.")
+    try:
+        values, labels, first_line = csv_rows(_read(path), schema, f"CSV {path}", label=True)
+    except DataFileError as exc:
+        raise CommandError(str(exc)) from exc
+    _check_values(values, schema, path, first_line)
+    return schema.codes(values), labels or []
+
+
+def _check_values(values: np.ndarray, schema: InputSchema, path: Path, first_line: int) -> None:
+    if not np.isfinite(values).all():
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        raise CommandError(f"{path}, line {row + first_line}: {schema.value_label(column)} is not a finite number.")
+    outside = schema.out_of_bounds(values)
+    if outside.any():
+        row, column = (int(i) for i in np.argwhere(outside)[0])
+        raise CommandError(
+            f"{path}, line {row + first_line}: {schema.value_label(column)} is {values[row, column]:g}, outside "
+            f"{schema.value_range_text(column)}."
+        )
+
+
+def read_input_csv(path: Path, schema: InputSchema) -> np.ndarray:
+    """Canonical inputs from a CSV of inputs: the model's columns by name when a header names them all, else the
+    first n non-label columns; any other column (a label, an id) is ignored."""
+    try:
+        text = _read(path).decode("utf-8-sig")
+        lines = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CommandError(f"{path} is not a UTF-8 CSV file: {exc}") from exc
+    n = schema.n_features
+    if not lines:
+        raise CommandError(f"{path} holds no inputs.")
+    header = None if all(_is_number(cell) for cell in lines[0][:n]) else [cell.strip() for cell in lines[0]]
+    if header is None:
+        columns = list(range(n))
+    elif all(name in header for name in schema.feature_names):
+        columns = [header.index(name) for name in schema.feature_names]
+    else:
+        columns = [i for i, name in enumerate(header) if name.lower() != "label"][:n]
+    body = lines[1:] if header is not None else lines
+    if not body or len(columns) != n:
+        raise CommandError(f"{path}: every row needs the model's {n} input columns.")
+    try:
+        values = np.array([[float(row[i]) for i in columns] for row in body])
+    except (ValueError, IndexError) as exc:
+        raise CommandError(f"{path}: every row needs the model's {n} input columns, as numbers.") from exc
+    _check_values(values, schema, path, 2 if header is not None else 1)
+    return schema.codes(values)
 
 
 def _is_number(text: str) -> bool:
@@ -83,66 +182,10 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_labelled_csv(path: Path) -> tuple[np.ndarray, list[str]]:
-    """Canonical inputs `(n, 64)` and the suspect's labels from a CSV file (format in the module docstring)."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            lines = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    except OSError as exc:
-        raise CommandError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CommandError(f"{path} is not a UTF-8 CSV file: {exc}") from exc
-    if not lines:
-        raise CommandError(f"{path} holds no rows.")
-    first_line_number = 1
-    pixel_columns, label_column = list(range(N_FEATURES)), N_FEATURES
-    if not all(_is_number(cell) for cell in lines[0]):
-        header = [cell.strip().lower() for cell in lines[0]]
-        if "label" not in header or len(header) != N_FEATURES + 1:
-            raise CommandError(f"{path}: the header must name {N_FEATURES} pixel columns and one 'label' column.")
-        label_column = header.index("label")
-        pixel_columns = [i for i in range(len(header)) if i != label_column]
-        lines, first_line_number = lines[1:], 2
-    pixels, labels = [], []
-    for number, row in enumerate(lines, start=first_line_number):
-        if len(row) != N_FEATURES + 1:
-            raise CommandError(f"{path}, line {number}: expected {N_FEATURES + 1} columns, got {len(row)}.")
-        try:
-            pixels.append([float(row[i]) for i in pixel_columns])
-        except ValueError as exc:
-            raise CommandError(f"{path}, line {number}: a pixel is not a number.") from exc
-        labels.append(row[label_column].strip())
-    if not labels:
-        raise CommandError(f"{path} holds a header but no rows.")
-    try:
-        return canonicalize(np.array(pixels)), labels
-    except ValueError as exc:
-        raise CommandError(f"{path}: {exc}") from exc
-
-
-def read_input_csv(path: Path) -> np.ndarray:
-    """Canonical inputs from a CSV of 64 pixel columns; a header line and a 65th (label) column are ignored."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            lines = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    except OSError as exc:
-        raise CommandError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CommandError(f"{path} is not a UTF-8 CSV file: {exc}") from exc
-    if lines and not all(_is_number(cell) for cell in lines[0][:N_FEATURES]):
-        lines = lines[1:]
-    if not lines:
-        raise CommandError(f"{path} holds no inputs.")
-    try:
-        return canonicalize(np.array([[float(cell) for cell in row[:N_FEATURES]] for row in lines]))
-    except ValueError as exc:
-        raise CommandError(f"{path}: every row needs {N_FEATURES} numeric pixel columns ({exc}).") from exc
-
-
 def query_suspect(
     rows: np.ndarray, *, url: str, api_key: str, model_slug: str, batch_size: int, timeout: float
 ) -> list[str]:
-    """POST the rows to the suspect's predict endpoint in batches and return its labels, one per row, in order."""
+    """POST the rows (values) to the suspect's predict endpoint in batches; its labels, one per row, in order."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise CommandError(f"--url must be an http(s) address, got {url!r}.")
@@ -152,7 +195,7 @@ def query_suspect(
         batch = rows[start : start + batch_size]
         request = urllib.request.Request(  # noqa: S310 (the scheme is checked above: http or https only)
             endpoint,
-            data=json.dumps({"inputs": batch.astype(int).tolist()}).encode(),
+            data=json.dumps({"inputs": batch.tolist()}).encode(),
             headers={
                 "Authorization": f"Bearer {api_key}",
                 "Content-Type": "application/json",
@@ -223,14 +266,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--csv", type=Path, help="64 pixel columns + a 'label' column of the suspect's answers.")
+        source.add_argument("--csv", type=Path, help="The model's input columns + a 'label' column of answers.")
         source.add_argument("--url", help="Base address of a suspect API compatible with ours.")
         parser.add_argument(
             "--api-key",
             default=os.environ.get("SUSPECT_API_KEY"),
             help="Bearer key for --url (default: $SUSPECT_API_KEY, which keeps it out of the process list).",
         )
-        parser.add_argument("--model", default="digits", help="Our model's slug (and the suspect's, for --url).")
+        parser.add_argument("--model", default=None, help="Our model's slug (and the suspect's, for --url).")
         parser.add_argument("--variant", default="full", choices=["full", "defended"], help="Our labels' model.")
         parser.add_argument("--probe-count", type=int, default=100, help="Watermark probes to send with --url.")
         parser.add_argument("--inputs", type=Path, help="With --url: CSV of real inputs the probes start from.")
@@ -250,42 +293,42 @@ class Command(BaseCommand):
         secret = getattr(settings, "WATERMARK_SECRET", None)
         if not secret:
             raise CommandError("settings.WATERMARK_SECRET is not set: the watermark cannot be checked without it.")
-        watermark_secret = secret.encode() if isinstance(secret, str) else bytes(secret)
         fraction, alpha = options["fraction"], options["alpha"]
         if not 0.0 < fraction < 1.0:
             raise CommandError("--fraction must be between 0 and 1.")
         if not 0.0 < alpha < 1.0:
             raise CommandError("--alpha must be between 0 and 1.")
-        model_slug, variant = options["model"], options["variant"]
-
-        if options["csv"] is not None:
-            rows, suspect_labels = read_labelled_csv(options["csv"])
-            source = str(options["csv"])
-            class_labels, clean_labels = load_clean_labeller(model_slug=model_slug, variant=variant)
-        else:
+        variant = options["variant"]
+        if options["url"] is not None:
             if not options["api_key"]:
                 raise CommandError("--url needs --api-key or SUSPECT_API_KEY.")
             if options["probe_count"] < 1:
                 raise CommandError("--probe-count must be at least 1.")
             if not 1 <= options["batch_size"] <= MAX_BATCH:
                 raise CommandError(f"--batch-size must be 1..{MAX_BATCH}.")
-            class_labels, clean_labels = load_clean_labeller(model_slug=model_slug, variant=variant)
-            base = read_input_csv(options["inputs"]) if options["inputs"] is not None else None
+        ours = load_model_under_test(
+            model_slug=options["model"], variant=variant, secret=secret.encode() if isinstance(secret, str) else secret
+        )
+        if options["csv"] is not None:
+            rows, suspect_labels = read_labelled_csv(options["csv"], ours.schema)
+            source = str(options["csv"])
+        else:
+            base = read_input_csv(options["inputs"], ours.schema) if options["inputs"] is not None else ours.reference
             try:
                 rows = watermark_probe_inputs(
                     options["probe_count"],
-                    watermark_secret=watermark_secret,
+                    watermark=ours.watermark,
+                    base_inputs=base,
                     fraction=fraction,
                     seed=options["seed"],
-                    base_inputs=base,
                 )
             except RuntimeError as exc:
                 raise CommandError(f"Could not make enough probes: {exc}") from exc
             suspect_labels = query_suspect(
-                rows,
+                ours.schema.values(rows),
                 url=options["url"],
                 api_key=options["api_key"],
-                model_slug=model_slug,
+                model_slug=ours.slug,
                 batch_size=options["batch_size"],
                 timeout=options["timeout"],
             )
@@ -293,16 +336,16 @@ class Command(BaseCommand):
 
         result = verify_watermark(
             rows,
-            label_indices(suspect_labels, class_labels),
-            clean_label_fn=clean_labels,
-            n_classes=len(class_labels),
-            watermark_secret=watermark_secret,
+            label_indices(suspect_labels, ours.class_labels),
+            clean_label_fn=ours.clean_labels,
+            n_classes=len(ours.class_labels),
+            watermark=ours.watermark,
             fraction=fraction,
             alpha=alpha,
         )
         if options["json"]:
-            payload = {"model": model_slug, "variant": variant, "source": source, "fraction": fraction}
+            payload = {"model": ours.slug, "variant": variant, "source": source, "fraction": fraction}
             payload.update(result.to_dict())
             self.stdout.write(json.dumps(payload, sort_keys=True))
         else:
-            self.stdout.write(format_summary(result, model_slug=model_slug, variant=variant, source=source))
+            self.stdout.write(format_summary(result, model_slug=ours.slug, variant=variant, source=source))

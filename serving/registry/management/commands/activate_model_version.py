@@ -5,7 +5,7 @@ The switch is one transaction; serving processes notice the registry generation 
 from django.core.management.base import CommandError, CommandParser
 
 from core.errors import ApplicationError
-from serving.registry.management.base import VersionOptionCommand
+from serving.registry.management.base import VersionOptionCommand, print_calibrations
 from serving.registry.selectors import version_get
 from serving.registry.services import version_activate
 from tiers.models import ModelVariant
@@ -26,3 +26,4 @@ class Command(VersionOptionCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"{found} is now the active {variant} version of {slug}.")
+        print_calibrations(self.stdout, found.model)

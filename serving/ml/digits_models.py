@@ -28,12 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from serving.ml.digits import DigitsSplit, augment_digits, load_digits_split
+from serving.ml.digits import CLASS_LABELS, DIGITS_MAX, DigitsSplit, augment_digits, load_digits_split
 from serving.ml.mlp import MLPWeights, accuracy, forward_logits, softmax, train_mlp
+
+__all__ = ["CLASS_LABELS", "DEFENDED", "FULL", "DPSettings", "DemoModels", "TrainedVariant", "train_demo_models"]
 
 SPLIT_SEED = 0
 AUGMENTATION_SEED = 0
-CLASS_LABELS = [str(digit) for digit in range(10)]
+# Every model of the demo takes the intensities' bounds as its input bounds.
+INPUT_LOW, INPUT_HIGH = 0.0, float(DIGITS_MAX)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ def train_demo_models(*, dp: DPSettings | None = None, dp_noise_seed: int | None
             clip_norm=dp.clip_norm,
             noise_multiplier=dp.noise_multiplier,
             delta=dp.delta,
+            input_low=INPUT_LOW,
+            input_high=INPUT_HIGH,
             input_levels=config.input_levels,
             noise_seed=dp_noise_seed,
         )
@@ -203,5 +208,7 @@ def train_variant(split: DigitsSplit, config: TrainingConfig, *, teacher: MLPWei
         batch_size=config.batch_size,
         l2=config.l2,
         seed=config.seed,
+        input_low=INPUT_LOW,
+        input_high=INPUT_HIGH,
         input_levels=config.input_levels,
     )

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from serving.ml.demo import DEFENDED, train_variant, training_rows
 from serving.ml.digits import load_digits_split
+from serving.ml.digits_models import DEFENDED, train_variant, training_rows
 from serving.ml.mlp import accuracy, forward_logits, softmax
 
 pytestmark = pytest.mark.django_db
