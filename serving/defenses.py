@@ -330,9 +330,10 @@ def apply_defenses(
         if watermark is None:
             raise ValueError("this tier watermarks its answers: pass the model's RegionWatermark")
         watermarked, alternative = watermark.decide(rows, clean, n_classes, fraction=config.watermark_fraction)
-        _swap_columns(scores, watermarked, clean, served)  # undo a flip: the clean class back on top
-        _swap_columns(scores, watermarked, clean, alternative)
-        served = np.where(watermarked, alternative, served)
+        if watermarked.any():
+            _swap_columns(scores, watermarked, clean, served)  # undo a flip: the clean class back on top
+            _swap_columns(scores, watermarked, clean, alternative)
+            served = np.where(watermarked, alternative, served)
 
     probabilities = softmax(scores)
     shown = _coarsen(probabilities, config)

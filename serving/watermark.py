@@ -240,9 +240,19 @@ class RegionWatermark:
 
     def cells(self, codes: np.ndarray) -> np.ndarray:
         """(n, REGION_PROJECTIONS) int32: the keyed grid cell of each canonical row; equal cells, one region."""
-        features = _features(np.asarray(codes, dtype=np.float64), self._pooling, unit_length=self.schema.is_image)
-        cells = np.floor(features @ self._projection + self._offset)
-        return np.clip(cells, -_CELL_LIMIT, _CELL_LIMIT).astype(np.int32)
+        features = np.asarray(codes, dtype=np.float64)
+        if self._pooling is not None:
+            features = features @ self._pooling
+        projected = features @ self._projection
+        if self.schema.is_image:
+            # Unit length: the projection is linear, so scaling the projected rows is scaling the features.
+            norms = np.sqrt(np.einsum("ij,ij->i", features, features))
+            norms[norms == 0.0] = 1.0
+            projected /= norms[:, None]
+        projected += self._offset
+        np.floor(projected, out=projected)
+        np.clip(projected, -_CELL_LIMIT, _CELL_LIMIT, out=projected)
+        return projected.astype(np.int32)
 
     def regions(self, codes: np.ndarray, n_classes: int) -> Regions:
         """Each row's region, its key and its watermark class: one keyed hash per row. Bytes 0..7 of the keyed hash of

@@ -66,6 +66,15 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The /v1/ API's own, shorter middleware (config/wsgi.py): its calls carry a bearer key, never a cookie, so sessions,
+# CSRF, users, messages, the Terms redirect and django-axes have nothing to do there; the security headers and
+# CommonMiddleware's Host check (ALLOWED_HOSTS) stay.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "core.middleware.SecurityHeadersMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 

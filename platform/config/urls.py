@@ -11,6 +11,8 @@ admin.site.site_header = "Moat administration"
 admin.site.site_title = "Moat admin"
 
 urlpatterns = [
+    # First: the prediction path is the hot one, and the resolver tries patterns in order.
+    path("v1/", include("serving.predictions.urls")),
     path("", include("portal.urls")),
     path("", include("accounts.urls")),
     path("", include("legal.urls")),
@@ -19,7 +21,6 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("console/", include("console.urls")),
     path("admin/", admin.site.urls),
-    path("v1/", include("serving.predictions.urls")),
     path("billing/", include("billing.payments.urls")),
     path("billing/", include("billing.dashboard.urls")),
     path("api/openapi.json", openapi_document, name="openapi"),

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
@@ -46,7 +45,7 @@ from serving.input_schema import InputSchema
 from serving.ml.digits import SLUG as DIGITS_SLUG
 from serving.ml.digits import load_digits_split
 from serving.ml.mlp import MLPWeights
-from serving.registry.selectors import active_version, model_reference_codes, model_schema, version_classifier
+from serving.registry.selectors import active_version, model_watermark, version_classifier
 from serving.watermark import RegionWatermark, verify_watermark
 from tiers.models import Tier
 
@@ -200,13 +199,7 @@ def load_reference() -> Reference:
     recorded = {"seed": "split_seed", "test_fraction": "test_fraction", "public_fraction": "public_fraction"}
     split = load_digits_split(**{arg: provenance[key] for arg, key in recorded.items() if key in provenance})
     model = active_version(model_slug=MODEL, variant="full").model
-    schema = model_schema(model=model)
-    watermark = RegionWatermark.fit(
-        schema,
-        model_reference_codes(model=model),
-        secret=settings.WATERMARK_SECRET.encode(),
-        n_classes=len(model.class_labels),
-    )
+    watermark = model_watermark(model=model)
     return Reference(
         heldout=split.X_test,
         full_labels=labellers["full"](split.X_test),
@@ -216,7 +209,7 @@ def load_reference() -> Reference:
         pool_labels=split.y_public,
         tiers={tier.code: tier for tier in Tier.objects.filter(code__in=["free", "pro", "enterprise"])},
         versions=versions,
-        schema=schema,
+        schema=watermark.schema,
         watermark=watermark,
     )
 

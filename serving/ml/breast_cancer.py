@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.ml.splits import stratified_split
+
 SLUG = "breast-cancer"
 DESCRIPTION = "Breast-cancer diagnosis from 30 measurements of a cell-nucleus image (Wisconsin diagnostic data)."
 DATASET_NAME = "scikit-learn breast cancer (Wisconsin diagnostic)"
@@ -62,18 +64,10 @@ def _load() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 
 
 def load_split(*, seed: int = SPLIT_SEED) -> TabularSplit:
-    """The demo's split, stratified by class: round(TEST_FRACTION * n_class) held-out rows then
-    round(PUBLIC_FRACTION * n_class) public rows per class from one seeded shuffle; the rest train."""
+    """The demo's split by `stratified_split`'s rule (the digits demo's)."""
     X, y, names, labels = _load()
-    rng = np.random.default_rng(seed)
-    test_parts, public_parts = [], []
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
-        n_test, n_public = round(TEST_FRACTION * members.size), round(PUBLIC_FRACTION * members.size)
-        test_parts.append(members[:n_test])
-        public_parts.append(members[n_test : n_test + n_public])
-    test, public = np.sort(np.concatenate(test_parts)), np.sort(np.concatenate(public_parts))
-    training = np.setdiff1d(np.arange(y.size), np.concatenate([test, public]))
+    indices = stratified_split(y, seed=seed, test_fraction=TEST_FRACTION, public_fraction=PUBLIC_FRACTION)
+    training, test, public = indices.train, indices.test, indices.public
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes() + np.ascontiguousarray(y).tobytes()).hexdigest()
     provenance = {
         "dataset": DATASET_NAME,

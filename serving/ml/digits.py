@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.ml.splits import stratified_split
+
 DATASET_NAME = "scikit-learn digits (UCI optdigits test set)"
 SLUG = "digits"
 DESCRIPTION = "Handwritten digit classifier: 8x8 images as 64 pixel intensities 0..16."
@@ -89,29 +91,10 @@ def _load_canonical() -> tuple[np.ndarray, np.ndarray]:
 def load_digits_split(
     *, seed: int = 0, test_fraction: float = 0.25, public_fraction: float = DEFAULT_PUBLIC_FRACTION
 ) -> DigitsSplit:
-    """Split the digits data set into training, held-out and public parts, stratified by class: each class
-    contributes round(test_fraction * its count) held-out rows and then round(public_fraction * its count) public
-    rows, taken in that order from one shuffle seeded with `seed`. Same arguments, same split; the held-out rows
-    depend only on the seed and `test_fraction`, so setting public rows aside never moves the yardstick."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError("test_fraction must be strictly between 0 and 1.")
-    if not 0.0 <= public_fraction < 1.0 - test_fraction:
-        raise ValueError("public_fraction must be at least 0 and leave rows to train on after the held-out rows.")
+    """Split the digits data set into training, held-out and public parts by `stratified_split`'s rule."""
     X, y = _load_canonical()
-    rng = np.random.default_rng(seed)
-    test_parts, public_parts = [], []
-    for label in np.unique(y):  # sorted, so the random stream is consumed in the same order every time
-        members = rng.permutation(np.flatnonzero(y == label))
-        n_test = round(test_fraction * members.size)
-        n_public = round(public_fraction * members.size)
-        test_parts.append(members[:n_test])
-        public_parts.append(members[n_test : n_test + n_public])
-    test_index = np.sort(np.concatenate(test_parts))
-    public_index = np.sort(np.concatenate(public_parts))
-    is_training = np.ones(y.size, dtype=bool)
-    is_training[test_index] = False
-    is_training[public_index] = False
-    train_index = np.flatnonzero(is_training)
+    indices = stratified_split(y, seed=seed, test_fraction=test_fraction, public_fraction=public_fraction)
+    train_index, test_index, public_index = indices.train, indices.test, indices.public
     provenance = {
         "dataset": DATASET_NAME,
         "sha256": dataset_sha256(X, y),

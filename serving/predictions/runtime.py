@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import orjson
 import redis
-from django.conf import settings
 
 from core.db import DATABASE_UNAVAILABLE_ERRORS
 from serving.inference import OnnxClassifier, Session, new_session
@@ -29,6 +28,7 @@ from serving.registry.models import ArtifactFormat, ModelVersion
 from serving.registry.selectors import (
     model_reference_codes,
     model_schema,
+    model_watermark,
     registry_generation,
     version_artifact_file,
     version_binding,
@@ -93,12 +93,7 @@ class _Registry:
         if data is None:
             reference = model_reference_codes(model=model)
             data = _ModelData(
-                watermark=RegionWatermark.fit(
-                    schema,
-                    reference,
-                    secret=settings.WATERMARK_SECRET.encode(),
-                    n_classes=len(model.class_labels),
-                ),
+                watermark=model_watermark(model=model, reference=reference),
                 example_input=tuple(int(v) if v.is_integer() else v for v in schema.values(reference[0]).tolist()),
             )
         model_data[data_key] = data

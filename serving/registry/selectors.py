@@ -52,6 +52,20 @@ def model_reference_codes(*, model: MLModel) -> np.ndarray:
     return model_schema(model=model).check_codes(load_array(data))
 
 
+def model_watermark(
+    *, model: MLModel, reference: np.ndarray | None = None, secret: bytes | None = None
+) -> RegionWatermark:
+    """The model's watermark regions, fitted on its reference data (`reference`, when the caller has read it
+    already) under `secret` (default: this server's WATERMARK_SECRET). Raises ArtifactError when the reference data
+    cannot be read."""
+    return RegionWatermark.fit(
+        model_schema(model=model),
+        model_reference_codes(model=model) if reference is None else reference,
+        secret=settings.WATERMARK_SECRET.encode() if secret is None else secret,
+        n_classes=len(model.class_labels),
+    )
+
+
 def model_heldout(*, model: MLModel) -> tuple[np.ndarray, np.ndarray] | None:
     """The model's labelled held-out set (canonical codes (n, d), class indices (n,)), verified by sha256; None
     when it has none. Raises ArtifactError."""
@@ -138,13 +152,7 @@ def model_watermark_calibrations(*, model: MLModel) -> list[TierWatermark]:
     from serving.defenses import DefenseConfig
     from tiers.models import Tier  # the tiers app reads the registry's variants; imported here to keep it one-way
 
-    schema = model_schema(model=model)
-    watermark = RegionWatermark.fit(
-        schema,
-        model_reference_codes(model=model),
-        secret=settings.WATERMARK_SECRET.encode(),
-        n_classes=len(model.class_labels),
-    )
+    watermark = model_watermark(model=model)
     heldout = model_heldout(model=model)
     found = []
     for tier in Tier.objects.order_by("sort_order", "code"):

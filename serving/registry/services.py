@@ -27,7 +27,6 @@ from serving.inference import GraphBinding, OnnxClassifier
 from serving.input_schema import InputSchema, SchemaError
 from serving.ml.artifacts import ArtifactError, array_bytes, arrays_bytes, read_verified, write_file_atomically
 from serving.ml.distill import DistillationConfig, distill
-from serving.ml.onnx_export import binding_for, mlp_to_onnx
 from serving.registry.datafiles import MIN_REFERENCE_ROWS, DataFileError, read_inputs, read_labelled
 from serving.registry.errors import (
     ArtifactRejectedError,
@@ -36,7 +35,6 @@ from serving.registry.errors import (
     ModelExistsError,
     VersionExistsError,
 )
-from serving.registry.graphs import GraphRejected, check_answers, inspect_graph
 from serving.registry.models import ArtifactFormat, MLModel, ModelVersion
 from serving.registry.selectors import (
     GENERATION_KEY,
@@ -326,6 +324,9 @@ def version_register(
     )
     if len(onnx_bytes) > MAX_ONNX_BYTES:
         raise ArtifactRejectedError(f"The ONNX file is larger than {MAX_ONNX_BYTES // (1024 * 1024)} MiB.")
+    # The onnx package (about 16 MB) is needed to check a graph, never to serve one: web workers stay without it.
+    from serving.registry.graphs import GraphRejected, check_answers, inspect_graph
+
     schema = model_schema(model=model)
     try:
         reference = schema.values(model_reference_codes(model=model))
@@ -540,6 +541,8 @@ def model_distill_defended(
     probabilities over the reference data and schema-aware variants), export it to ONNX and register it as a
     defended version, its agreement with the full model recorded. Raises InvalidVersionError when the model has
     no active full version, and what `version_register` raises."""
+    from serving.ml.onnx_export import binding_for, mlp_to_onnx  # the onnx package: see version_register
+
     full = active_version(model_slug=model.slug, variant=ModelVariant.FULL)
     if full is None:
         raise InvalidVersionError(f"Model '{model.slug}' has no active full version to distil from.")

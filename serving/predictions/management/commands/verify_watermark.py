@@ -78,6 +78,7 @@ def load_model_under_test(*, model_slug: str | None, variant: str, secret: bytes
         model_get,
         model_reference_codes,
         model_schema,
+        model_watermark,
         version_classifier,
     )
 
@@ -108,7 +109,7 @@ def load_model_under_test(*, model_slug: str | None, variant: str, secret: bytes
         class_labels=list(model.class_labels),
         schema=schema,
         clean_labels=clean_labels,
-        watermark=RegionWatermark.fit(schema, reference, secret=secret, n_classes=len(model.class_labels)),
+        watermark=model_watermark(model=model, reference=reference, secret=secret),
         reference=reference,
     )
 
