@@ -10,7 +10,7 @@ from django.db.models import Sum
 from accounts.models import BillingState, Organization
 from billing.metering.models import UsageDay
 from billing.metering.selectors import invoice_preview
-from redteam.selectors import redteam_queries_to_clone
+from redteam.selectors import redteam_clone_measurements
 from serving.predictions.selectors import billing_period
 from tiers.models import Tier
 
@@ -34,6 +34,8 @@ class TopOrganization:
 
 @dataclass(frozen=True)
 class CloneCost:
+    model_slug: str  # "" when no red-team run has attacked the tier yet
+    campaign: str | None
     tier_code: str
     tier_name: str
     price_per_query: Decimal
@@ -50,12 +52,6 @@ class RevenueSummary:
     top_organizations: tuple[TopOrganization, ...]
     failed_payments: tuple[Organization, ...]
     clone_costs: tuple[CloneCost, ...]
-
-
-def _queries_to_clone(tier_code: str) -> int | None:
-    """Queries a simulated extraction needed for 90% agreement on this tier, from the latest red-team run
-    (`manage.py redteam`); None until a run has measured it."""
-    return redteam_queries_to_clone(tier_code=tier_code)
 
 
 def revenue_summary(*, now: datetime, top: int = 10) -> RevenueSummary:
@@ -91,17 +87,27 @@ def revenue_summary(*, now: datetime, top: int = 10) -> RevenueSummary:
         if row["organization_id"] in names
     )
     failed = tuple(Organization.objects.filter(billing_state=BillingState.PAST_DUE).select_related("tier"))
+    measured: dict[str, list] = {}
+    for measurement in redteam_clone_measurements():
+        measured.setdefault(measurement.tier_code, []).append(measurement)
     clone_costs = []
     for tier in tiers:
         if not tier.is_public or tier.price_per_1000_overage <= 0:
             continue
         price = tier.price_per_1000_overage / Decimal(1000)
-        queries = _queries_to_clone(tier.code)
-        clone_costs.append(
-            CloneCost(
-                tier.code, tier.name, price, queries, (price * queries).quantize(Decimal("0.01")) if queries else None
+        for measurement in sorted(measured.get(tier.code, []), key=lambda m: m.model_slug) or [None]:
+            queries = measurement.queries if measurement else None
+            clone_costs.append(
+                CloneCost(
+                    measurement.model_slug if measurement else "",
+                    measurement.campaign if measurement else None,
+                    tier.code,
+                    tier.name,
+                    price,
+                    queries,
+                    (price * queries).quantize(Decimal("0.01")) if queries else None,
+                )
             )
-        )
     return RevenueSummary(
         period_start=start,
         period_end=end,

@@ -41,11 +41,21 @@ class RingStatus(models.TextChoices):
     DISMISSED = "dismissed", "Dismissed by staff"
 
 
+class RingLevel(models.TextChoices):
+    """How sure the sign-up evidence is (`abuse.linking.CERTAIN`, `LIKELY`). Both are scored as one actor; only a
+    certain ring freezes every member for one member's own conduct. A ring only ever rises from likely to certain:
+    the evidence that made it certain once is a record, even after its sign-ups leave the look-back window."""
+
+    CERTAIN = "certain", "Certain"
+    LIKELY = "likely", "Likely"
+
+
 class Ring(models.Model):
     """Organizations that sign-up evidence ties to one operator: their queries are scored together."""
 
     score = models.FloatField(help_text="0..100, from the strength of the links and the number of members.")
     status = models.CharField(max_length=16, choices=RingStatus.choices, default=RingStatus.ACTIVE)
+    level = models.CharField(max_length=16, choices=RingLevel.choices, default=RingLevel.CERTAIN)
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     members = models.ManyToManyField("accounts.Organization", through="RingMember", related_name="rings")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -1,5 +1,5 @@
-"""Simulated traffic of the digits model (`abuse.simulation`) replayed into the real query log: each simulated
-call becomes the record the API would have appended to the Redis stream, and the real flush moves it to PostgreSQL.
+"""Simulated traffic of a served model (`abuse.simulation`) replayed into the real query log: each simulated call
+becomes the record the API would have appended to the Redis stream, and the real flush moves it to PostgreSQL.
 The detection benchmark, the tests and an operator calibrating thresholds (on a scratch database) replay traffic
 this way."""
 
@@ -17,7 +17,7 @@ _STATUS = {"rate_limited": 429, "not_found": 404, "model_not_found": 404, "metho
 
 
 def simulated_call_record(
-    call: SimulatedCall, *, organization: Organization, api_key: ApiKey, start: datetime
+    call: SimulatedCall, *, organization: Organization, api_key: ApiKey, start: datetime, model_slug: str = DIGITS_SLUG
 ) -> QueryRecord:
     common = {
         "organization_id": organization.pk,
@@ -36,17 +36,23 @@ def simulated_call_record(
         )  # fmt: skip
     count = len(call.inputs)
     return QueryRecord(
-        endpoint="predict", status=200, model_slug=DIGITS_SLUG, model_version="test", variant="defended",
+        endpoint="predict", status=200, model_slug=model_slug, model_version="test", variant="defended",
         inputs=call.inputs.tobytes(), input_row_bytes=call.inputs.shape[1] * call.inputs.itemsize,
         labels=list(call.labels), clean_labels=list(call.labels),
         confidences=list(call.confidences), watermarked=[False] * count, **common,
     )  # fmt: skip
 
 
-def simulated_calls_log(calls: Sequence[SimulatedCall], *, organization: Organization, start: datetime) -> int:
-    """Append the calls as the API would and flush them to PostgreSQL; returns the number of inputs."""
+def simulated_calls_log(
+    calls: Sequence[SimulatedCall], *, organization: Organization, start: datetime, model_slug: str = DIGITS_SLUG
+) -> int:
+    """Append the calls (of the model `model_slug`, default the digits demo) as the API would and flush them to
+    PostgreSQL; returns the number of inputs."""
     api_key = ApiKey.objects.filter(organization=organization).order_by("pk").first()
     for call in calls:
-        querylog_append(simulated_call_record(call, organization=organization, api_key=api_key, start=start))
+        record = simulated_call_record(
+            call, organization=organization, api_key=api_key, start=start, model_slug=model_slug
+        )
+        querylog_append(record)
     querylog_flush()
     return sum(len(call.inputs) for call in calls)

@@ -2,7 +2,11 @@
 
 Idempotent and safe to run concurrently: runs serialize on a transaction-scoped advisory lock, links are
 upserted on (low, high, signal), and ring members are only ever added (a ring is evidence: an account that ages
-out of the look-back window stays in its ring). Rings that become connected are merged into the oldest one."""
+out of the look-back window stays in its ring). Rings that become connected are merged into the oldest one.
+
+A likely ring (`abuse.linking`: links of 0.45 to 0.5) is stored like a certain one, with `level` saying which, so
+that its merged traffic is scored from the first run that sees it; it becomes certain when the evidence does, and
+never goes back (PostgreSQL keeps the level; the risk job reads it from there)."""
 
 from collections import defaultdict
 from collections.abc import Iterable
@@ -13,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from abuse.linking import Link, LinkingPolicy, RingCandidate, pair_weight, rings_from_links, signup_links
-from abuse.models import AuditAction, Ring, RingMember, RingStatus, RiskState, SignupLink
+from abuse.models import AuditAction, Ring, RingLevel, RingMember, RingStatus, RiskState, SignupLink
 from abuse.selectors import signup_facts
 from abuse.services import Actor, audit_record
 
@@ -67,7 +71,8 @@ def _add_members(ring: Ring, organization_ids: Iterable[int], *, now: datetime) 
 
 def _ring_for(candidate: RingCandidate, *, now: datetime) -> Ring | None:
     """The ring that holds the candidate's members: an existing one (merging any others it now connects), or a
-    new one. None when staff dismissed a ring that already holds every member."""
+    new one. None when staff dismissed a ring that already holds every member. The ring is certain when the
+    candidate is, or when any ring it absorbs was."""
     members = set(candidate.members)
     existing = list(
         Ring.objects.filter(memberships__organization_id__in=members).exclude(status=RingStatus.MERGED)
@@ -75,14 +80,20 @@ def _ring_for(candidate: RingCandidate, *, now: datetime) -> Ring | None:
     )  # fmt: skip
     active = [ring for ring in existing if ring.status == RingStatus.ACTIVE]
     for dismissed in (ring for ring in existing if ring.status == RingStatus.DISMISSED):
+        if dismissed.level == RingLevel.LIKELY and candidate.level == RingLevel.CERTAIN:
+            continue  # staff judged the weaker evidence; the stronger one is news to them
         if members <= set(dismissed.memberships.values_list("organization_id", flat=True)):
             return None
     if not active:
-        ring = Ring.objects.create(score=candidate.score, created_at=now, updated_at=now)
+        ring = Ring.objects.create(score=candidate.score, level=candidate.level, created_at=now, updated_at=now)
+        strength = "" if candidate.level == RingLevel.CERTAIN else ", likely one operator (not yet proven)"
         audit_record(
             actor=Actor.jobs(), action=AuditAction.RING_FOUND, ring_id=ring.pk,
-            reason=f"{len(members)} organizations linked by their sign-ups.",
-            details={"members": sorted(members), "evidence": [link.evidence for link in candidate.links][:50]},
+            reason=f"{len(members)} organizations linked by their sign-ups{strength}.",
+            details={
+                "members": sorted(members), "level": candidate.level,
+                "evidence": [link.evidence for link in candidate.links][:50],
+            },
         )  # fmt: skip
         return ring
     ring, others = active[0], active[1:]
@@ -96,13 +107,22 @@ def _ring_for(candidate: RingCandidate, *, now: datetime) -> Ring | None:
             reason=f"Ring {other.pk} merged into ring {ring.pk}: new sign-up evidence connects them.",
             details={"merged_ring": other.pk, "members": sorted(moved)},
         )  # fmt: skip
-    Ring.objects.filter(pk=ring.pk).update(score=max(ring.score, candidate.score), updated_at=now)
+    certain = candidate.level == RingLevel.CERTAIN or any(other.level == RingLevel.CERTAIN for other in active)
+    if certain and ring.level != RingLevel.CERTAIN:
+        audit_record(
+            actor=Actor.jobs(), action=AuditAction.RING_FOUND, ring_id=ring.pk,
+            reason=f"Ring {ring.pk} is now certain: stronger sign-up evidence links {len(members)} of its members.",
+            details={"members": sorted(members), "level": RingLevel.CERTAIN},
+        )  # fmt: skip
+        ring.level = RingLevel.CERTAIN
+    Ring.objects.filter(pk=ring.pk).update(score=max(ring.score, candidate.score), level=ring.level, updated_at=now)
     return ring
 
 
 @transaction.atomic
 def signup_rings_refresh(*, now: datetime | None = None) -> list[Ring]:
-    """Link the sign-ups of the look-back window and make every connected group above the threshold a ring."""
+    """Link the sign-ups of the look-back window and make every connected group above the thresholds a ring,
+    certain or likely (`Ring.level`)."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ABUSE_LOCK_CLASS, RINGS_LOCK])

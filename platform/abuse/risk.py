@@ -1,5 +1,7 @@
 """The extraction-risk job: score every organization with new traffic, and every ring with a member that has, over
-a sliding window of the query log; store the scores over time; throttle or freeze above the thresholds.
+a sliding window of the query log; store the scores over time; throttle or freeze above the thresholds. A ring,
+certain or likely (`Ring.level`), is scored as one window of its members' merged traffic, and each member stands
+at the worse of its own score and its ring's.
 
 Safe to run twice or concurrently: a run that finds another one in progress (a transaction-scoped advisory lock)
 returns at once, since the running one covers the same traffic; assessments are upserted per time bucket; every
@@ -14,16 +16,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from abuse.extraction import RiskResult, extraction_risk
-from abuse.models import Ring, RingStatus, RiskAssessment, RiskLevel, RiskState
+from abuse.models import Ring, RingLevel, RingStatus, RiskAssessment, RiskLevel, RiskState
+from abuse.profiles import model_profiles_ensure
 from abuse.rings import ABUSE_LOCK_CLASS
 from abuse.selectors import (
     ModelReference,
+    inputs_answered_since,
     model_references,
     models_queried,
     organization_tiers,
     organizations_with_new_traffic,
     query_window,
     tier_normal_volume,
+    window_volumes,
 )
 from abuse.services import JOBS_ACTOR, Actor, organization_clear_throttle, organization_freeze, organization_throttle
 from accounts.models import Organization
@@ -31,6 +36,13 @@ from accounts.models import Organization
 logger = logging.getLogger(__name__)
 
 RISK_LOCK = 2
+
+# A likely ring's merged score acts on the members that carry its traffic: those that sent at least this share of
+# an even split of its merged inputs (half of 1/n). A ring that spreads its campaign over its accounts, the case its
+# merged window exists for, is all carriers; a quiet account only likely linked to one caught extracting on its own
+# has not been shown to take part (that one is frozen on its own score), and is judged on its own traffic until it
+# carries a share. A certain ring acts on every member: the sign-ups prove them one operator's.
+LIKELY_RING_CARRIER_SHARE = 0.5
 
 
 def risk_level(score: int) -> str:
@@ -122,20 +134,44 @@ def _normal_volume(organization_ids: list[int], tiers: dict[int, tuple[str, int]
     return mean * settings.ABUSE_RISK_WINDOW.total_seconds() / 86400
 
 
-def _enforce(organization: Organization, *, score: int, result: RiskResult, ring: Ring | None) -> None:
+def _enforce(organization: Organization, *, score: int, result: RiskResult, ring: Ring | None, now: datetime) -> None:
     reason = result.explanation  # "Extraction risk N/100 (level). Reasons, strongest first: ..."
     if ring is not None:
-        reason = f"Signed up as part of ring {ring.pk}, whose traffic is scored together. {reason}"
+        likely = ", likely one operator's," if ring.level == RingLevel.LIKELY else ","
+        reason = f"Signed up as part of ring {ring.pk}{likely} whose traffic is scored together. {reason}"
     details = {"score": score, "queries": result.queries}
     if score >= settings.ABUSE_FREEZE_SCORE:
         organization_freeze(organization=organization, actor=Actor.jobs(), reason=reason, ring=ring, details=details)
     elif score >= settings.ABUSE_THROTTLE_SCORE:
-        organization_throttle(organization=organization, actor=Actor.jobs(), reason=reason)
+        persisted = _inputs_since_jobs_throttle(organization, now=now)
+        if persisted >= settings.ABUSE_PERSISTENCE_INPUTS:
+            reason = (
+                f"Throttled for extraction risk on {organization.throttle_set_at:%Y-%m-%d %H:%M} UTC and kept on:"
+                f" {persisted:,} more inputs since, still at {score}/100. {reason}"
+            )
+            details = {**details, "inputs_since_throttle": persisted}
+            organization_freeze(
+                organization=organization, actor=Actor.jobs(), reason=reason, ring=ring, details=details
+            )
+        else:
+            organization_throttle(organization=organization, actor=Actor.jobs(), reason=reason, at=now)
     elif score < settings.ABUSE_CLEAR_THROTTLE_SCORE and organization.throttle_set_by == JOBS_ACTOR:
         # Only a throttle the jobs set is lifted by the jobs; a reviewer's stays until a reviewer clears it.
         organization_clear_throttle(
             organization=organization, actor=Actor.jobs(), reason=f"Extraction risk fell to {score}/100."
         )
+
+
+def _inputs_since_jobs_throttle(organization: Organization, *, now: datetime) -> int:
+    """Inputs answered from the run that throttled the organization up to `now` (0 when the jobs did not throttle
+    it: a reviewer's throttle is a reviewer's decision to watch, not a warning the jobs escalate)."""
+    if (
+        organization.throttle_factor >= 1
+        or organization.throttle_set_by != JOBS_ACTOR
+        or not organization.throttle_set_at
+    ):
+        return 0
+    return inputs_answered_since(organization_id=organization.pk, since=organization.throttle_set_at, until=now)
 
 
 def extraction_risk_assess_all(*, now: datetime | None = None) -> list[RiskAssessment]:
@@ -151,6 +187,7 @@ def extraction_risk_assess_all(*, now: datetime | None = None) -> list[RiskAsses
 
 
 def _assess_all(*, now: datetime) -> list[RiskAssessment]:
+    model_profiles_ensure()  # a model activated since the last run gets its reference profile now, once
     references = model_references()
     if not references:
         return []  # nothing is served: there is no traffic to score
@@ -175,16 +212,24 @@ def _assess_all(*, now: datetime) -> list[RiskAssessment]:
         stored.append(_store(result, organization_id=org, ring=None, start=starts[org], now=now))
 
     by_ring: dict[int, tuple[int, RiskResult, Ring]] = {}
+    carriers: dict[int, set[int]] = {}  # likely rings only: the members their merged score acts on
     for ring in rings:
         members = [org for org in ring_members[ring.pk] if org in tiers]
         subject = _Subject(tuple(members), {org: starts[org] for org in members}, _normal_volume(members, tiers))
         result = _assess(subject, references=references, now=now)
         by_ring[ring.pk] = (result.score, result, ring)
         stored.append(_store(result, organization_id=None, ring=ring, start=min(subject.starts.values()), now=now))
+        if ring.level != RingLevel.CERTAIN:
+            carriers[ring.pk] = _carriers(subject.starts, now=now)
 
-    # A ring stands at the worse of its merged score and its worst member's own: one member caught extracting
-    # freezes the accounts signed up with it.
+    # A certain ring stands at the worse of its merged score and its worst member's own: one member caught
+    # extracting freezes the accounts signed up with it. A likely ring stands at its merged score only: it is
+    # scored as one actor before it is proven one, so that a ring spread thin over its accounts is frozen as a ring
+    # early, but the sign-ups do not prove that one member's own conduct is the others' (see
+    # LIKELY_RING_CARRIER_SHARE).
     for ring_id, (ring_score, _, ring) in list(by_ring.items()):
+        if ring.level != RingLevel.CERTAIN:
+            continue
         worst = max((own[org] for org in ring_members[ring_id] if org in own), key=lambda pair: pair[0], default=None)
         if worst is not None and worst[0] > ring_score:
             by_ring[ring_id] = (worst[0], worst[1], ring)
@@ -194,6 +239,10 @@ def _assess_all(*, now: datetime) -> list[RiskAssessment]:
         org = organization.pk
         own_score, own_result = own.get(org, (0, None))
         ring_score, ring_result, ring = by_ring.get(ring_of.get(org), (0, None, None))
+        if ring is not None and org not in carriers.get(ring.pk, {org}):
+            ring_score, ring_result = 0, None  # a likely ring's member that does not carry its traffic
+            if own_result is None:
+                continue  # nothing new of its own either
         # The organization stands at the worse of its own score and its ring's (sybil extraction).
         if own_result is not None and own_score >= ring_score:
             score, result, via = own_score, own_result, None
@@ -204,8 +253,15 @@ def _assess_all(*, now: datetime) -> list[RiskAssessment]:
             # Staff reviewed this member within the window: its ring's traffic alone does not act on it again.
             continue
         with transaction.atomic():
-            _enforce(organization, score=score, result=result, ring=via)
+            _enforce(organization, score=score, result=result, ring=via, now=now)
     return stored
+
+
+def _carriers(starts: dict[int, datetime], *, now: datetime) -> set[int]:
+    """The members of a likely ring that carry its traffic (LIKELY_RING_CARRIER_SHARE)."""
+    volumes = window_volumes(starts=starts, end=now)
+    total = sum(volumes.values())
+    return {org for org, volume in volumes.items() if volume * len(volumes) >= LIKELY_RING_CARRIER_SHARE * total}
 
 
 def _update_state(org: int, *, score: int, result: RiskResult, ring: Ring | None, assessed: bool, now: datetime):

@@ -79,6 +79,15 @@ class ModelReference:
     profile: InputProfile | None
 
 
+def _stored_profile(version: ModelVersion) -> InputProfile | None:
+    if not version.input_profile:
+        return None
+    try:
+        return InputProfile.from_dict(version.input_profile)
+    except ValueError:  # an older format, or a profile that could not be refitted: the scorer does without
+        return None
+
+
 def model_references() -> dict[str, ModelReference]:
     """Every model with an active version, by slug. The profile is the active full version's (else the defended
     one's): the natural inputs are the model's, whichever variant answered them."""
@@ -86,7 +95,7 @@ def model_references() -> dict[str, ModelReference]:
     active = ModelVersion.objects.filter(is_active=True, artifact_format=ArtifactFormat.ONNX).select_related("model")
     for version in active.order_by("model__slug", "variant"):  # "defended" < "full": the full one's profile wins
         model = version.model
-        profile = InputProfile.from_dict(version.input_profile) if version.input_profile else None
+        profile = _stored_profile(version)
         known = references.get(model.slug)
         references[model.slug] = ModelReference(
             slug=model.slug,
@@ -108,6 +117,18 @@ def models_queried(*, starts: dict[int, datetime], end: datetime) -> list[str]:
     """The models the organizations' windows hold answered predictions of, by slug."""
     queried = _calls(starts, end).filter(endpoint="predict", status=200).values_list("model_slug", flat=True)
     return sorted(set(queried.distinct().order_by()))
+
+
+def window_volumes(*, starts: dict[int, datetime], end: datetime) -> dict[int, int]:
+    """Each organization's answered inputs in its window (`starts`: organization id -> its window's start), every
+    model's; an organization that sent none is 0. How a ring's merged volume splits between its members."""
+    rows = (
+        _calls(starts, end).filter(endpoint="predict", status=200).values("organization_id")
+        .annotate(total=Sum("batch_size")).order_by()
+    )  # fmt: skip
+    volumes = dict.fromkeys(starts, 0)
+    volumes.update({row["organization_id"]: int(row["total"] or 0) for row in rows})
+    return volumes
 
 
 def query_window(*, starts: dict[int, datetime], end: datetime, reference: ModelReference) -> QueryWindow:
@@ -153,6 +174,14 @@ def query_window(*, starts: dict[int, datetime], end: datetime, reference: Model
         n_classes=reference.n_classes,
         accounts=len(starts),
     )
+
+
+def inputs_answered_since(*, organization_id: int, since: datetime, until: datetime) -> int:
+    """How many inputs the organization's keys were answered from `since` to `until` (its query log)."""
+    answered = QueryLog.objects.filter(
+        organization_id=organization_id, created_at__gte=since, created_at__lte=until, endpoint="predict", status=200
+    ).aggregate(total=Sum("batch_size"))["total"]
+    return int(answered or 0)
 
 
 def tier_normal_volume(*, tier_code: str, requests_per_day: int, days: int = 7) -> float:

@@ -7,6 +7,7 @@ false positive) mark the evidence so far as reviewed: the jobs then judge only w
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -98,17 +99,18 @@ def organization_warn(*, organization: Organization, actor: Actor, reason: str) 
 
 @transaction.atomic
 def organization_throttle(
-    *, organization: Organization, actor: Actor, reason: str, factor: float | None = None
+    *, organization: Organization, actor: Actor, reason: str, factor: float | None = None, at: datetime | None = None
 ) -> AuditEntry | None:
-    """Scale the organization's limits down (default: ABUSE_THROTTLE_FACTOR). Returns None when it already is at or
-    below that factor (the jobs run every few seconds and must not pile up entries)."""
+    """Scale the organization's limits down (default: ABUSE_THROTTLE_FACTOR) as of `at` (default now: the jobs pass
+    their run's moment, from which they count what the organization is answered afterwards). Returns None when it
+    already is at or below that factor (the jobs run every few seconds and must not pile up entries)."""
     reason = _require_reason(reason)
     factor = settings.ABUSE_THROTTLE_FACTOR if factor is None else factor
     _locked_state(organization)
     current = Organization.objects.values_list("throttle_factor", flat=True).get(pk=organization.pk)
     if current <= factor:
         return None
-    organization_set_throttle_factor(organization=organization, factor=factor, reason=reason, actor=actor.label)
+    organization_set_throttle_factor(organization=organization, factor=factor, reason=reason, actor=actor.label, at=at)
     entry = audit_record(
         actor=actor, action=AuditAction.THROTTLE, reason=reason, organization_id=organization.pk,
         details={"factor": factor, "previous_factor": current},

@@ -43,6 +43,9 @@ class ApiKeyContext:
     state: str
     expires_at: float | None  # epoch seconds
     terms_accepted: bool
+    # The organization is throttled (its limits scaled down for extraction risk): its answers carry the label only,
+    # so that what it keeps receiving while it is watched teaches a copy as little as the API can.
+    restricted: bool = False
 
 
 def _redis_key(key_hash: str) -> str:
@@ -60,6 +63,7 @@ def _snapshot_from_database(key_hash: str) -> ApiKeyContext | None:
         state=api_key.state,
         expires_at=api_key.expires_at.timestamp() if api_key.expires_at else None,
         terms_accepted=organization_has_accepted_current_terms(organization_id=api_key.organization_id),
+        restricted=api_key.organization.throttle_factor < 1,
     )
 
 

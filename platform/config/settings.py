@@ -301,6 +301,10 @@ ABUSE_THROTTLE_SCORE = env.int("ABUSE_THROTTLE_SCORE", default=50)
 ABUSE_FREEZE_SCORE = env.int("ABUSE_FREEZE_SCORE", default=80)
 ABUSE_CLEAR_THROTTLE_SCORE = env.int("ABUSE_CLEAR_THROTTLE_SCORE", default=35)
 ABUSE_THROTTLE_FACTOR = env.float("ABUSE_THROTTLE_FACTOR", default=0.25)
+# A throttle is a warning (its email says why). An organization the jobs throttled that answers this many more inputs
+# while its score stays at the throttle level is frozen: sustained probing (boundary probing scores 54-58, below
+# the freeze on its own) ends in a freeze, and an honest customer, never throttled in calibration, is not exposed.
+ABUSE_PERSISTENCE_INPUTS = env.int("ABUSE_PERSISTENCE_INPUTS", default=500)
 # The sliding window of the query log each score reads, and the most inputs it reads (the latest ones).
 ABUSE_RISK_WINDOW = timedelta(hours=env.int("ABUSE_RISK_WINDOW_HOURS", default=24))
 ABUSE_RISK_MAX_INPUTS = env.int("ABUSE_RISK_MAX_INPUTS", default=5000)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -208,3 +209,17 @@ def run_campaign(
         log.stopped = "budget" if log.answered >= budget else "no usable key left"
     log.seconds = time.monotonic() - started
     return log
+
+
+def event_summary(event: AccountEvent | None) -> dict[str, Any] | None:
+    """An event as the run's summary stores it (JSON), or None."""
+    if event is None:
+        return None
+    return {
+        "account": event.account,
+        "kind": event.kind,
+        "queries": event.queries,
+        "account_queries": event.account_queries,
+        "seconds": round(event.seconds, 1),
+        "detail": event.detail,
+    }

@@ -209,5 +209,8 @@ class ApiClient:
         return self._call("/v1/usage")
 
     def predict(self, inputs: np.ndarray, *, model: str = "digits") -> ApiAnswer:
-        rows = np.asarray(inputs, dtype=np.int64).tolist()
+        """Inputs of integers (pixel levels) are sent as integers, others (a tabular model's grid values) as the
+        shortest decimals that read back as the same floats."""
+        inputs = np.asarray(inputs)
+        rows = inputs.tolist() if inputs.dtype.kind == "f" else inputs.astype(np.int64).tolist()
         return self._call(f"/v1/models/{urllib.parse.quote(model, safe='')}/predict", {"inputs": rows})

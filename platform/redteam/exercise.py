@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from accounts.services import account_create
 from redteam import measure
-from redteam.campaigns import FROZEN, Account, AccountEvent, CampaignLog, run_campaign
+from redteam.campaigns import FROZEN, Account, CampaignLog, event_summary, run_campaign
 from redteam.client import ApiClient, Mailbox, portal_sign_up
 from redteam.copies import (
     LABEL_RECIPE,
@@ -39,6 +39,15 @@ from redteam.copies import (
     predict_labels,
     soft_targets,
     train_copy,
+)
+from redteam.model_kinds import (
+    ModelKindPlan,
+    ModelKindReference,
+    load_model_kind_reference,
+    model_kind_plans,
+    model_kind_slugs,
+    model_summary,
+    run_model_kind_campaign,
 )
 from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, Strategy, UniformRandom
 from serving.input_schema import InputSchema
@@ -104,14 +113,16 @@ class Identity:
     user_agent: str
 
 
-def identities(plans: list[CampaignPlan], *, run_id: str, seed: int) -> dict[CampaignPlan, list[Identity]]:
+def identities(
+    plans: list[CampaignPlan | ModelKindPlan], *, run_id: str, seed: int
+) -> dict[CampaignPlan | ModelKindPlan, list[Identity]]:
     """Who signs up for what. Independent campaigns look like strangers (own domain, own /24, own browser), so the
     ring job never links them; the sybil ring's accounts share a /24, a script's user agent and numbered addresses
     on one domain, as a scripted ring does. Addresses are in 198.18.0.0/15, a block no client really uses that the
     ring job does not ignore (loopback and private ranges it does)."""
     rng = np.random.default_rng(seed)
     base = int(rng.integers(0, 200))
-    out: dict[CampaignPlan, list[Identity]] = {}
+    out: dict[CampaignPlan | ModelKindPlan, list[Identity]] = {}
     for i, plan in enumerate(plans):
         if plan.name == "sybil":
             domain = f"harvest-{run_id}.example"
@@ -121,7 +132,8 @@ def identities(plans: list[CampaignPlan], *, run_id: str, seed: int) -> dict[Cam
                 for k in range(plan.accounts)
             ]
         else:
-            company = f"{plan.tier}-{plan.name.replace('_', '-')}-{run_id}"
+            model = getattr(plan, "model", "")  # a model-kind campaign's model; the digits campaigns' own name none
+            company = f"{plan.tier}-{plan.name.replace('_', '-')}{'-' + model if model else ''}-{run_id}"
             agent = f"Mozilla/5.0 (X11; Linux x86_64) Chrome/{120 + i}.0.{int(rng.integers(1000, 9999))}.0"
             ip = f"198.18.{(base + i) % 256}.{int(rng.integers(2, 250))}"
             out[plan] = [Identity(f"ops@{company}.example", company, ip, agent)]
@@ -129,7 +141,7 @@ def identities(plans: list[CampaignPlan], *, run_id: str, seed: int) -> dict[Cam
 
 
 def _make_account(
-    plan: CampaignPlan, person: Identity, *, base_url: str, mailbox: Mailbox, password: str, label: str
+    plan: CampaignPlan | ModelKindPlan, person: Identity, *, base_url: str, mailbox: Mailbox, password: str, label: str
 ) -> Account:
     if plan.tier == "free":
         raw_key = portal_sign_up(
@@ -306,26 +318,13 @@ def measure_campaign(
         "curve": ordered,
         "final_agreement": curve[log.answered]["agreement"] if log.answered else 0.0,
         "queries_to_90": measure.queries_to_reach([(p["queries"], p["agreement"]) for p in ordered]),
-        "first_throttle": _event(throttle),
-        "first_freeze": _event(frozen[0] if frozen else None),
+        "first_throttle": event_summary(throttle),
+        "first_freeze": event_summary(frozen[0] if frozen else None),
         "frozen_accounts": len({e.account for e in frozen}),
         "all_frozen": len({e.account for e in frozen}) == plan.accounts,
-        "events": [_event(e) for e in log.events],
+        "events": [event_summary(e) for e in log.events],
         "cost": str(measure.usage_cost(log.answered, tier.price_per_1000_overage)),
         "base_fees": str((tier.monthly_base_price * plan.accounts).quantize(Decimal("0.01"))),
-    }
-
-
-def _event(event: AccountEvent | None) -> dict[str, Any] | None:
-    if event is None:
-        return None
-    return {
-        "account": event.account,
-        "kind": event.kind,
-        "queries": event.queries,
-        "account_queries": event.account_queries,
-        "seconds": round(event.seconds, 1),
-        "detail": event.detail,
     }
 
 
@@ -380,32 +379,43 @@ def run_exercise(
     max_minutes: float,
     seed: int | None = None,
     plans: list[CampaignPlan] | None = None,
+    models: list[str] | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
-    """Run every campaign against `base_url` and return the summary (see the README's red-team section)."""
+    """Run every campaign against `base_url` and return the summary (see the README's red-team section).
+
+    `plans` are the digits campaigns (default: `default_plans`; an empty list runs none). `models` are the models
+    the model-kind campaigns attack (`redteam.model_kinds`; default: every active model of a kind they fit), all
+    at once with the digits campaigns, one key each; their results are the summary's `models`."""
     started_at = timezone.now()
     seed = secrets.randbelow(2**31) if seed is None else seed
     run_id = secrets.token_hex(3)
-    plans = plans or default_plans(sybil_accounts=sybil_accounts)
+    plans = default_plans(sybil_accounts=sybil_accounts) if plans is None else plans
     # Many small matrix products in several threads: one BLAS thread each is several times faster on a busy machine.
     with threadpool_limits(limits=1, user_api="blas"):
         reference = load_reference()
-        accounts: dict[CampaignPlan, list[Account]] = {}
+        slugs = model_kind_slugs() if models is None else models
+        kinds: dict[str, ModelKindReference] = {slug: load_model_kind_reference(slug, seed=seed) for slug in slugs}
+        kind_plans = [plan for kind in kinds.values() for plan in model_kind_plans(kind)]
+        accounts: dict[CampaignPlan | ModelKindPlan, list[Account]] = {}
         password = secrets.token_urlsafe(18)
         mailbox = Mailbox(mail_dir)
-        for plan, people in identities(plans, run_id=run_id, seed=seed).items():
+        for plan, people in identities([*plans, *kind_plans], run_id=run_id, seed=seed).items():
+            prefix = f"{plan.model}/" if isinstance(plan, ModelKindPlan) else ""
             accounts[plan] = [
                 _make_account(
                     plan, person, base_url=base_url, mailbox=mailbox, password=password,
-                    label=f"{plan.tier}/{plan.name}/{k + 1}",
+                    label=f"{prefix}{plan.tier}/{plan.name}/{k + 1}",
                 )
                 for k, person in enumerate(people)
             ]  # fmt: skip
-            progress(f"keys: {plan.tier} {plan.name}: {', '.join(a.email for a in accounts[plan])}")
+            progress(f"keys: {prefix}{plan.tier} {plan.name}: {', '.join(a.email for a in accounts[plan])}")
         deadline = time.monotonic() + max_minutes * 60
         stop = threading.Event()
         measured: dict[CampaignPlan, Future] = {}
-        with ThreadPoolExecutor(max_workers=1) as measurer, ThreadPoolExecutor(max_workers=len(plans)) as runners:
+        kind_results: dict[ModelKindPlan, dict[str, Any]] = {}
+        workers = max(len(plans) + len(kind_plans), 1)
+        with ThreadPoolExecutor(max_workers=1) as measurer, ThreadPoolExecutor(max_workers=workers) as runners:
             yardsticks = measurer.submit(baselines, reference)  # while the campaigns wait on their pace
 
             def attack(plan: CampaignPlan, index: int) -> None:
@@ -419,7 +429,18 @@ def run_exercise(
                     measure_campaign, plan, log, reference, emails=[a.email for a in accounts[plan]]
                 )
 
+            def attack_kind(plan: ModelKindPlan, index: int) -> None:
+                # The attack measures itself as it goes (its own small fits): no copy to train afterwards.
+                result = run_model_kind_campaign(
+                    plan, accounts[plan][0], kinds[plan.model], budget=budget, deadline=deadline, seed=seed + index,
+                    stop=stop,
+                )  # fmt: skip
+                progress(f"done: {plan.model} {plan.tier} {plan.name}: {result['queries']:,} answered in "
+                         f"{result['seconds']:.0f} s, stopped: {result['stopped']}")  # fmt: skip
+                kind_results[plan] = result
+
             running = [runners.submit(attack, plan, i) for i, plan in enumerate(plans)]
+            running += [runners.submit(attack_kind, plan, len(plans) + i) for i, plan in enumerate(kind_plans)]
             try:
                 for future in running:
                     future.result()
@@ -444,6 +465,10 @@ def run_exercise(
         "baselines": yardsticks.result(),
         "campaigns": campaigns,
         "tiers": tier_summaries(reference, campaigns, days=days),
+        "models": [
+            model_summary(kind, [kind_results[plan] for plan in kind_plans if plan.model == slug])
+            for slug, kind in kinds.items()
+        ],
     }
     summary["targets"] = [{"text": t.text, "met": t.met, "detail": t.detail} for t in measure.evaluate_targets(summary)]
     return summary

@@ -235,6 +235,117 @@ def _watermark_section(summary: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _count_or(value: int | None, missing: str = "not reached") -> str:
+    return missing if value is None else f"{value:,}"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _cost(campaign: Mapping[str, Any]) -> str:
+    cost = _money(campaign["cost"])
+    if campaign["base_fees"] not in ("0", "0.00"):
+        cost += f" + {_money(campaign['base_fees'])}/month"
+    return cost
+
+
+def _by_tier(campaigns: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    found = [c for c in campaigns if c["name"] == name]
+    return sorted(found, key=lambda c: TIER_ORDER.index(c["tier"]) if c["tier"] in TIER_ORDER else len(TIER_ORDER))
+
+
+def _campaign_table(
+    rows: Sequence[Mapping[str, Any]], title: str, columns: list[str], cells, *, note: str = ""
+) -> list[str]:
+    """A table of one attack's campaigns, a row per tier: `columns` and `cells(campaign)` (its own figures) between
+    the tier and answered count and the moments every campaign shares."""
+    moments = ["throttled", "frozen", "stopped", "cost"]
+    header = ["tier", "answered", *columns, *moments]
+    lines = [f"#### {title}", ""] + ([note, ""] if note else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in rows:
+        cells_of = [c["tier"], f"{c['queries']:,}", *cells(c["result"])]
+        cells_of += [_moment(c["first_throttle"]), _moment(c["first_freeze"]), c["stopped"], _cost(c)]
+        lines.append("| " + " | ".join(cells_of) + " |")
+    return [*lines, ""]
+
+
+def _model_kind_tables(campaigns: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One table per attack of `redteam.model_kinds`, a row per tier."""
+    lines: list[str] = []
+    rows = _by_tier(campaigns, "equation_solving")
+    if rows:
+        lines += _campaign_table(
+            rows,
+            "Equation solving on the answers' probabilities",
+            ["rounding seen", "99% agreement after", "agreement at the end", "weight error at the end",
+             "verified exact"],
+            lambda r: [
+                "none" if r["resolution"] is None else f"{r['resolution']:g}", _count_or(r["queries_to_target"]),
+                _pct(r["agreement"]), _number(r["weight_error"]), "yes" if r["verified_exact"] else "no",
+            ],
+        )  # fmt: skip
+    rows = _by_tier(campaigns, "path_finding")
+    if rows:
+        lines += _campaign_table(
+            rows,
+            "Path finding on the answers' confidences",
+            ["leaves explored", "leaf identities seen", "complete", "agreement"],
+            lambda r: [
+                f"{r['leaves_explored']:,}", f"{r['identities_seen']:,}", "yes" if r["complete"] else "no",
+                _pct(r["agreement"]),
+            ],
+        )  # fmt: skip
+    rows = _by_tier(campaigns, "lowd_meek")
+    if rows:
+        lines += _campaign_table(
+            rows,
+            "Lowd-Meek line search on labels",
+            ["boundary points (left out)", "agreement", "direction cosine"],
+            lambda r: [
+                f"{r['boundary_points']} ({r['outliers']})", _pct(r["agreement"]), _number(r["direction_cosine"], 6)
+            ],
+        )  # fmt: skip
+    rows = _by_tier(campaigns, "inversion")
+    if rows:
+        classes = [f"class {k['class']}" for k in rows[0]["result"]["classes"]]
+
+        def ratios(r: Mapping[str, Any]) -> list[str]:
+            cells = [f"{k['ratio']:.2f} ({k['start_ratio']:.2f})" for k in r["classes"]]
+            return cells + ["—"] * (len(classes) - len(cells))
+
+        lines += _campaign_table(
+            rows,
+            "Model inversion from confidences",
+            classes,
+            ratios,
+            note="Distance of the reconstruction to the class's held-out mean, over the overall held-out mean's (in"
+            " held-out spreads); below 1, the answers taught the attacker the class beyond what the population"
+            " does (its starting point, in brackets, is about 1).",
+        )
+    return lines
+
+
+def _model_sections(summary: Mapping[str, Any]) -> list[str]:
+    """A section per model the model-kind campaigns attacked (`redteam.model_kinds`)."""
+    lines: list[str] = []
+    for model in summary.get("models") or []:
+        versions = ", ".join(f"{variant} {version}" for variant, version in model["versions"].items())
+        pool = (f"{model['pool_rows']:,} public rows, which trained nothing" if model["pool_rows"]
+                else "none (it starts from uniform draws; inversion, which needs a prior, is not run)")  # fmt: skip
+        lines += [
+            f"## Model `{model['slug']}`: the attacks for its kind",
+            "",
+            f"A {model['kind']} model of {model['features']} features and {len(model['classes'])} classes"
+            f" ({versions}). Each campaign has its own key on each tier; agreement is top-1 against the full model"
+            f" on its {model['heldout_rows']:,} held-out rows; the attacker's natural data: {pool}.",
+            "",
+        ]
+        lines += _model_kind_tables(model["campaigns"]) or ["No campaign fits this model's kind.", ""]
+    return lines
+
+
 def _tiers(summary: Mapping[str, Any]) -> list[str]:
     present = {c["tier"] for c in summary["campaigns"]}
     return [code for code in TIER_ORDER if code in present and code in summary["tiers"]]
@@ -255,6 +366,15 @@ def _accounts_section(summary: Mapping[str, Any]) -> list[str]:
             ]
             lines.append(
                 f"- {campaign['tier']} {campaign['name']}: {email}" + (f": {'; '.join(moments)}" if moments else "")
+            )
+    for model in summary.get("models") or []:
+        for campaign in model["campaigns"]:
+            moments = [
+                f"{e['kind'].replace('_', ' ')} at {e['queries']:,} q, {e['seconds']:.0f} s" for e in campaign["events"]
+            ]
+            lines.append(
+                f"- {model['slug']} {campaign['tier']} {campaign['name']}: {campaign['emails'][0]}"
+                + (f": {'; '.join(moments)}" if moments else "")
             )
     return [*lines, ""]
 
@@ -283,6 +403,7 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     ]
     for code in _tiers(summary):
         lines += _tier_section(summary, code, [c for c in summary["campaigns"] if c["tier"] == code])
+    lines += _model_sections(summary)
     lines += _watermark_section(summary)
     lines += _clone_section(summary)
     lines += _accounts_section(summary)
@@ -307,8 +428,17 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         " it pays for anything.",
         "- The natural-data target takes the best copy of each campaign, the closely fitting one or the lighter"
         " one; the watermark target counts both.",
-        "",
     ]
+    if summary.get("models"):
+        lines += [
+            "- The attacks for a model's kind (`redteam.attacks`) measure themselves as they go: equation solving"
+            " fits its equations at d + 1, d + 2 and doubling counts and stops once more equations than unknowns fit"
+            " exactly; its weight error is relative to the full model's own parameters (fitted to the full model's"
+            " logits, in unit-box coordinates). Path finding's leaves are the distinct answers it met. Lowd-Meek's"
+            " direction cosine compares its boundary's normal with the full model's. Answered: the inputs the key"
+            " was answered, as the query log counts them.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -263,14 +263,17 @@ def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
         noise_secret=_NOISE_SECRET,
         watermark=model.watermark,
     )
-    with_confidence = OutputField.CONFIDENCE in tier.output_fields
-    with_probabilities = OutputField.PROBABILITIES in tier.output_fields
+    # A throttled organization is answered the label alone (see ApiKeyContext.restricted); its record keeps the
+    # confidence the tier would have served, which the abuse jobs go on scoring.
+    restricted = call.key.restricted
+    with_confidence = OutputField.CONFIDENCE in tier.output_fields and not restricted
+    with_probabilities = OutputField.PROBABILITIES in tier.output_fields and not restricted
     predictions = []
     for item in defended:
         answer: dict = {"label": item.label}
         if with_confidence:
             answer["confidence"] = item.confidence
-        if item.top_k is not None and len(item.top_k) > 1:
+        if not restricted and item.top_k is not None and len(item.top_k) > 1:
             answer["top_k"] = [{"label": label, "confidence": conf} for label, conf in item.top_k]
         if with_probabilities and item.probabilities is not None:
             answer["probabilities"] = item.probabilities
@@ -284,6 +287,8 @@ def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
     record.confidences = [float(item.confidence) for item in defended]
     record.watermarked = [bool(item.watermarked) for item in defended]
     response = json_response({"model": model.slug, "version": model.version, "predictions": predictions})
+    if restricted:
+        response["X-Moat-Answers"] = "label-only"  # says why the confidences are missing; the portal says more
     # The quota script appends the record before anything is sent: an answer without one would be unbilled.
     return Served(response=response, record=record, cost=len(defended), billable=True)
 

@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from django.db.models import Count, Sum
 
+from serving.input_schema import InputSchema
 from serving.predictions.models import QueryLog
 
 
@@ -35,3 +37,27 @@ def usage_for_organization(*, organization_id: int, now: datetime) -> Usage:
         requests=totals["requests"] or 0,
         predictions=totals["predictions"] or 0,
     )
+
+
+def organization_logged_inputs(*, organization_id: int, model_slug: str, schema: InputSchema, limit: int) -> np.ndarray:
+    """The canonical inputs (n, d) the organization's keys were answered for `model_slug`, its latest `limit` of
+    them (the query log keeps them until the retention job prunes them): what a copy made from our answers to it
+    learned from."""
+    rows = (
+        QueryLog.objects.filter(
+            organization_id=organization_id, model_slug=model_slug, endpoint="predict", status=200,
+            inputs__isnull=False,
+        )
+        .order_by("-created_at", "-pk")
+        .values_list("inputs", flat=True)
+    )  # fmt: skip
+    batches, total = [], 0
+    for raw in rows.iterator(chunk_size=500):
+        batch = schema.decode_rows(bytes(raw))
+        batches.append(batch)
+        total += batch.shape[0]
+        if total >= limit:
+            break
+    if not batches:
+        return np.zeros((0, schema.n_features), dtype=schema.code_dtype)
+    return np.concatenate(batches)[:limit]

@@ -80,15 +80,6 @@ class RegisteredDemo:
     dp_delta: float | None = None
 
 
-def _digits_profile(trained: DemoModels) -> dict:
-    """The natural digits' distribution, for abuse detection: fitted on the training rows, with the share of
-    low-confidence answers that honest users see on natural digits (the held-out rows, answered by the defended
-    model through the free tier's output defenses, the noisiest any public tier serves)."""
-    from abuse.simulation import reference_profile  # the abuse app owns the profile's definition
-
-    return reference_profile(trained.defended.weights, tier="free").to_dict()
-
-
 @transaction.atomic
 def register_digits(*, trained: DemoModels, version: str, only_missing: bool) -> list[RegisteredDemo]:
     """Register the trained digits variants (those missing, with `only_missing`) as active versions."""
@@ -102,7 +93,6 @@ def register_digits(*, trained: DemoModels, version: str, only_missing: bool) ->
         heldout=(split.X_test.astype(np.uint8), split.y_test),
     )
     wanted = missing_variants(digits.SLUG) if only_missing else list(ModelVariant.values)
-    profile = _digits_profile(trained)
     registered = []
     for variant in (trained.full, trained.defended):
         if variant.variant not in wanted:
@@ -117,7 +107,6 @@ def register_digits(*, trained: DemoModels, version: str, only_missing: bool) ->
             provenance=variant.provenance,
             dp_epsilon=variant.dp_epsilon,
             dp_delta=variant.dp_delta,
-            input_profile=profile,
             activate=True,
             **binding_kwargs(binding_for(variant.weights)),
         )

@@ -18,3 +18,16 @@ def defended_model() -> MLPWeights:
 def profile(defended_model: MLPWeights) -> InputProfile:
     """The demo model's reference profile, with the free tier's served confidences on the held-out rows."""
     return simulation.reference_profile(defended_model, tier="free")
+
+
+@pytest.fixture(scope="session")
+def cancer_model() -> simulation.SimulatedModel:
+    """The tabular demo as the public tiers serve it (its distilled defended variant), built once per session."""
+    return simulation.breast_cancer_model()
+
+
+@pytest.fixture(scope="session")
+def cancer_profile(cancer_model: simulation.SimulatedModel) -> InputProfile:
+    """The tabular demo's reference profile, fitted like every model's: standardised features, its held-out rows
+    answered by the free tier."""
+    return simulation.reference_profile(cancer_model, tier="free")

@@ -14,8 +14,8 @@ from abuse.models import AuditAction, AuditEntry, RiskAssessment, RiskState
 from apikeys.models import ApiKey, KeyState
 from config.celery_app import app
 from serving.ml.digits import load_digits_split
+from tests.abuse.live_helpers import platform_with_jobs, query_log_flushed, wait_for
 from tests.factories import OrganizationFactory, member, raw_key_for
-from tests.processes import celery_worker, web_server
 from tiers.models import Tier
 
 pytestmark = [
@@ -37,15 +37,6 @@ def _predict(base_url: str, key: str, rows: np.ndarray) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def _wait_for(condition, *, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
-
-
 def test_a_uniform_random_campaign_is_frozen_by_the_jobs_and_the_honest_customer_is_not(registered_digits, tmp_path):
     # Rate limits are not under test here: let both customers send at full speed.
     Tier.objects.filter(code="pro").update(requests_per_minute=100_000, requests_per_hour=100_000)
@@ -56,32 +47,23 @@ def test_a_uniform_random_campaign_is_frozen_by_the_jobs_and_the_honest_customer
     rng = np.random.default_rng(7)
     natural = load_digits_split(seed=0).X_test
 
-    with (
-        web_server(log_path=tmp_path / "web.log") as (base_url, _),
-        celery_worker(
-            log_path=tmp_path / "worker.log",
-            extra_env={
-                "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-                "EMAIL_FILE_PATH": str(tmp_path / "mail"),
-            },
-        ),
-    ):
+    with platform_with_jobs(tmp_path) as base_url:
         for batch in range(12):
             assert _predict(base_url, thief_key, rng.integers(0, 17, (100, 64)))[0] == 200
             assert _predict(base_url, honest_key, natural[batch * 10 : batch * 10 + 10])[0] == 200
         app.send_task("predictions.flush_query_log")
-        assert _wait_for(_flushed, seconds=10)
+        assert wait_for(query_log_flushed, seconds=10)
         app.send_task("abuse.refresh_signup_rings")
         app.send_task("abuse.assess_extraction_risk")
 
-        assert _wait_for(lambda: ApiKey.objects.filter(organization=thief, state=KeyState.FROZEN).exists(), seconds=30)
+        assert wait_for(lambda: ApiKey.objects.filter(organization=thief, state=KeyState.FROZEN).exists(), seconds=30)
         # Every web process drops its copy of the key within API_KEY_CACHE_SECONDS: the thief is refused from then
         # on, by every worker, and the museum is not.
         time.sleep(settings.API_KEY_CACHE_SECONDS + 0.5)
         answers = [_predict(base_url, thief_key, natural[:1]) for _ in range(6)]
         assert [(status, body["error"]["code"]) for status, body in answers] == [(403, "key_frozen")] * 6
         assert _predict(base_url, honest_key, natural[200:210])[0] == 200
-        assert _wait_for(lambda: any((tmp_path / "mail").glob("*")), seconds=10)
+        assert wait_for(lambda: any((tmp_path / "mail").glob("*")), seconds=10)
 
     freeze = AuditEntry.objects.get(organization_id=thief.pk, action=AuditAction.FREEZE)
     assert freeze.actor_label == "abuse jobs"
@@ -95,9 +77,3 @@ def test_a_uniform_random_campaign_is_frozen_by_the_jobs_and_the_honest_customer
     (mail_file,) = (tmp_path / "mail").glob("*")
     assert "Your Moat API keys are frozen" in mail_file.read_text()
     assert "/appeal/" in mail_file.read_text()
-
-
-def _flushed() -> bool:
-    from serving.predictions.querylog import querylog_pending
-
-    return querylog_pending() == 0

@@ -2,8 +2,8 @@
 
 import pytest
 
-from abuse.linking import Link, RingCandidate, signup_links, signup_rings
-from tests.abuse.linking_helpers import CHROME, POLICY, SCRIPT_UA, fact, links_of, people, signals
+from abuse.linking import Link, RingCandidate, is_scripted_client, signup_links, signup_rings
+from tests.abuse.linking_helpers import CHROME, NAMES, POLICY, SCRIPT_UA, fact, links_of, people, signals
 
 # --- Addresses and networks ----------------------------------------------------------------------------------------
 
@@ -94,17 +94,49 @@ def test_missing_or_invalid_addresses_are_ignored(address):
 # --- User agents ---------------------------------------------------------------------------------------------------
 
 
-def test_the_same_user_agent_within_fifteen_minutes_is_a_weak_link():
+def test_the_same_browser_within_fifteen_minutes_is_barely_a_link():
+    # Every Chrome of one major version on one platform sends this very string.
+    links = links_of(fact(1, "ann@a.example", ua=CHROME), fact(2, "bob@b.example", ua=CHROME, minutes=5))
+    assert links == [
+        Link(
+            1, 2, "same_user_agent_burst", 0.05, f"both signed up with the same user agent within 5 minutes ({CHROME})"
+        )
+    ]
+
+
+def test_the_same_program_within_fifteen_minutes_is_a_script_but_alone_no_link():
     links = links_of(fact(1, "ann@a.example", ua=SCRIPT_UA), fact(2, "bob@b.example", ua=SCRIPT_UA, minutes=5))
     assert links == [
         Link(
             1,
             2,
             "same_user_agent_burst",
-            0.15,
-            "both signed up with the same user agent within 5 minutes (python-requests/2.32.3)",
+            0.3,
+            "both signed up with the same user agent within 5 minutes (python-requests/2.32.3), a program's, not a"
+            " browser's",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("agent", "scripted"),
+    [
+        (SCRIPT_UA, True),
+        ("curl/8.5.0", True),
+        ("Go-http-client/2.0", True),
+        ("okhttp/4.12.0", True),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0", True),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) python-httpx", True),
+        (CHROME, False),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", False),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148", False),
+        # Only looks like a browser's: counted as one, so that spoofing a browser gains nothing.
+        ("Mozilla/5.0 (X11; Linux) Chrome/140", False),
+        ("", False),
+    ],
+)
+def test_a_program_is_told_from_a_browser_by_its_user_agent(agent, scripted):
+    assert is_scripted_client(agent) is scripted
 
 
 def test_the_same_user_agent_further_apart_or_an_empty_one_is_no_link():
@@ -115,7 +147,9 @@ def test_the_same_user_agent_further_apart_or_an_empty_one_is_no_link():
 def test_a_long_user_agent_is_shortened_in_the_evidence():
     agent = "Agent/" + "x" * 300
     [link] = links_of(fact(1, "ann@a.example", ua=agent), fact(2, "bob@b.example", ua=agent, minutes=1))
-    assert link.evidence == f"both signed up with the same user agent within 1 minute ({agent[:119]}…)"
+    assert link.evidence == (
+        f"both signed up with the same user agent within 1 minute ({agent[:119]}…), a program's, not a browser's"
+    )
 
 
 # --- Email addresses -----------------------------------------------------------------------------------------------
@@ -123,7 +157,11 @@ def test_a_long_user_agent_is_shortened_in_the_evidence():
 
 def test_numbered_addresses_on_one_domain_link_strongly_however_far_apart():
     links = links_of(fact(1, "user1@x.com"), fact(2, "user2@x.com", minutes=10 * 24 * 60))
-    assert links == [Link(1, 2, "email_pattern", 0.6, "numbered addresses on x.com: user1@x.com, user2@x.com")]
+    assert links == [
+        Link(
+            1, 2, "email_pattern", 0.6, "numbered addresses on x.com, one template (user{n}): user1@x.com, user2@x.com"
+        )
+    ]
 
 
 @pytest.mark.parametrize(
@@ -137,6 +175,55 @@ def test_numbered_addresses_on_one_domain_link_strongly_however_far_apart():
 )
 def test_a_stem_with_different_numbers_is_a_pattern(first, second):
     assert signals(links_of(fact(1, first), fact(2, second, minutes=1))) == [(1, 2, "email_pattern")]
+
+
+def test_a_number_anywhere_in_the_local_part_fills_one_template():
+    links = links_of(fact(1, "user1-x@harvest.example"), fact(2, "user2-x@harvest.example", minutes=1))
+    assert links == [
+        Link(
+            1,
+            2,
+            "email_pattern",
+            0.6,
+            "numbered addresses on harvest.example, one template (user{n}-x): user1-x@harvest.example,"
+            " user2-x@harvest.example",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("user1-x@x.com", "user2-x@x.com"),
+        ("1user@x.com", "22user@x.com"),
+        ("team.7.alpha@x.com", "team_8_alpha@x.com"),  # a number's own punctuation is not the template's
+        # Numbered wave tags are numbers too: every account of every wave fills `user{n}-w{n}`.
+        ("user1-w1@x.com", "user2-w1@x.com"),
+        ("user1-w1@x.com", "user1-w2@x.com"),
+    ],
+)
+def test_the_same_template_with_other_numbers_is_a_pattern_wherever_the_number_is(first, second):
+    assert signals(links_of(fact(1, first), fact(2, second, minutes=1))) == [(1, 2, "email_pattern")]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # The first accounts of two sign-up waves: they share a number, not a template.
+        ("user1-x@harvest.example", "user1-y@harvest.example"),
+        ("user1-x@harvest.example", "user2-y@harvest.example"),
+        ("ring7-a@x.com", "ring7-b@x.com"),
+        ("user1x@x.com", "user1@x.com"),
+    ],
+)
+def test_the_same_number_in_two_templates_is_no_pattern(first, second):
+    assert links_of(fact(1, first), fact(2, second, minutes=1)) == []
+
+
+def test_gmail_dots_and_tags_are_read_before_the_template():
+    # One scheme's accounts on Gmail, however they are dotted or tagged: `user{n}x`.
+    links = links_of(fact(1, "u.ser1-x+a@gmail.com"), fact(2, "user2-x@googlemail.com", minutes=5))
+    assert [(link.signal, link.weight) for link in links] == [("email_pattern", 0.4)]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +248,8 @@ def test_numbered_addresses_on_a_big_free_provider_count_less_and_only_within_a_
             2,
             "email_pattern",
             0.4,
-            "numbered addresses on gmail.com within 60 minutes: user1@gmail.com, user2@gmail.com",
+            "numbered addresses on gmail.com within 60 minutes, one template (user{n}): user1@gmail.com,"
+            " user2@gmail.com",
         )
     ]
     assert links_of(fact(1, "user1@gmail.com"), fact(2, "user2@gmail.com", minutes=25 * 60)) == []
@@ -250,6 +338,75 @@ def test_a_burst_of_addresses_on_one_company_domain_counts_but_not_on_a_free_pro
     }
     free = people("gmail.com", count=5)
     assert signup_links(free, policy=POLICY) == []
+
+
+def burst(domain_of, *, ua, count=5, spacing=4.0, network="203.0.113"):
+    """`count` sign-ups from one /24 with one user agent, `spacing` minutes apart; `domain_of(n)` is the n-th's
+    address. Names are distinct and have no number."""
+    return [
+        fact(n, f"{name}@{domain_of(n)}", ip=f"{network}.{10 + n}", ua=ua, minutes=spacing * (n - 1))
+        for n, name in enumerate(NAMES[:count], 1)
+    ]
+
+
+def burst_links(facts):
+    return [link for link in signup_links(facts, policy=POLICY) if link.signal == "signup_burst"]
+
+
+def test_a_burst_of_one_browser_is_a_crowds_burst():
+    # A class at one lab's browsers, a team at its office: the string is the browser build's, not a person's.
+    links = burst_links(burst(lambda n: "gmail.com", ua=CHROME))
+    assert {(link.weight, link.evidence) for link in links} == {
+        (0.2, "both among 5 sign-ups from 203.0.113.0/24 within 16 minutes")
+    }
+
+
+def test_a_burst_of_one_program_from_one_network_is_a_scripts():
+    links = burst_links(burst(lambda n: "gmail.com", ua=SCRIPT_UA))
+    assert len(links) == 10
+    assert {(link.weight, link.evidence) for link in links} == {
+        (
+            0.35,
+            "both among 5 sign-ups from 203.0.113.0/24 by one scripted client (python-requests/2.32.3) within 16"
+            " minutes",
+        )
+    }
+
+
+def test_a_programs_burst_on_one_private_domain_counts_more_and_on_a_webmail_domain_not():
+    private = burst_links(burst(lambda n: "harvest.example", ua=SCRIPT_UA))
+    assert {(link.weight, link.evidence) for link in private} == {
+        (
+            0.5,
+            "both among 5 sign-ups from 203.0.113.0/24 by one scripted client (python-requests/2.32.3) within 16"
+            " minutes, both with addresses on harvest.example, not a webmail provider",
+        )
+    }
+    # Pairs whose addresses are on two domains (or on one webmail provider) share only the program's burst.
+    mixed = burst_links(burst(lambda n: "harvest.example" if n <= 2 else "gmail.com", ua=SCRIPT_UA))
+    assert {(link.low, link.high): link.weight for link in mixed} == {
+        (1, 2): 0.5, (1, 3): 0.35, (1, 4): 0.35, (1, 5): 0.35, (2, 3): 0.35, (2, 4): 0.35, (2, 5): 0.35,
+        (3, 4): 0.35, (3, 5): 0.35, (4, 5): 0.35,
+    }  # fmt: skip
+
+
+def test_a_programs_burst_is_counted_apart_from_the_browsers_on_its_network():
+    # Five scripted sign-ups among five people's on one campus /24, interleaved: the script's burst is its own five.
+    script = [
+        fact(n, f"{NAMES[n - 1]}zq@gmail.com", ip=f"203.0.113.{n}", ua=SCRIPT_UA, minutes=2 * n) for n in range(1, 6)
+    ]
+    campus = [
+        fact(10 + n, f"{NAMES[n - 1]}@uni.example", ip=f"203.0.113.{50 + n}", ua=CHROME, minutes=2 * n + 1)
+        for n in range(1, 6)
+    ]
+    links = burst_links(script + campus)
+    scripted = {(link.low, link.high) for link in links if link.weight == 0.35}
+    assert scripted == {(a, b) for a in range(1, 6) for b in range(a + 1, 6)}
+    assert {link.evidence for link in links if link.weight == 0.35} == {
+        "both among 5 sign-ups from 203.0.113.0/24 by one scripted client (python-requests/2.32.3) within 8 minutes"
+    }
+    # Everyone else in the network's burst of ten is a crowd's.
+    assert {link.weight for link in links if (link.low, link.high) not in scripted} == {0.2}
 
 
 def test_one_card_links_accounts_of_any_age_and_alone_makes_a_ring():

@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from abuse.models import AuditAction, AuditEntry, Ring, RingMember, RingStatus, RiskState, SignupLink
+from abuse.models import AuditAction, AuditEntry, Ring, RingLevel, RingMember, RingStatus, RiskState, SignupLink
 from abuse.rings import signup_rings_refresh
 from abuse.tasks import refresh_signup_rings
 from accounts.models import Organization
@@ -47,7 +47,7 @@ def test_a_sybil_ring_from_one_subnet_with_numbered_emails_becomes_one_ring_with
     (ring,) = signup_rings_refresh()
 
     assert _members(ring) == {org.pk for org in sybils}
-    assert ring.status == RingStatus.ACTIVE and ring.score > 0
+    assert ring.status == RingStatus.ACTIVE and ring.level == RingLevel.CERTAIN and ring.score > 0
     signals = set(SignupLink.objects.values_list("signal", flat=True))
     assert {"same_subnet", "email_pattern"} <= signals
     # Sharing the sybils' browser within minutes is too weak a link to keep, let alone to make a ring.
@@ -59,6 +59,86 @@ def test_a_sybil_ring_from_one_subnet_with_numbered_emails_becomes_one_ring_with
     assert (found.ring_id, found.actor_label, sorted(found.details["members"])) == (
         ring.pk, "abuse jobs", sorted(org.pk for org in sybils),
     )  # fmt: skip
+
+
+SCRIPT_UA = "python-requests/2.32.3"
+
+
+def test_a_numbered_wave_on_a_private_domain_is_one_certain_ring_and_the_next_wave_another():
+    # Eight sign-ups within two minutes from one /24 by one program, `user{n}-x@`; ten hours later the same scheme's
+    # next wave, `user{n}-y@`, from another /24.
+    first = [
+        _signup(f"user{n}-x@harvest.example", f"203.0.113.{10 + n}", minutes_ago=600 - n / 4, user_agent=SCRIPT_UA)
+        for n in range(1, 9)
+    ]
+    second = [
+        _signup(f"user{n}-y@harvest.example", f"198.51.100.{10 + n}", minutes_ago=2 - n / 4, user_agent=SCRIPT_UA)
+        for n in range(1, 9)
+    ]
+
+    rings = signup_rings_refresh()
+
+    assert [(_members(ring), ring.level) for ring in rings] == [
+        ({org.pk for org in first}, RingLevel.CERTAIN), ({org.pk for org in second}, RingLevel.CERTAIN),
+    ]  # fmt: skip
+    assert [Ring.objects.get(pk=ring.pk).score for ring in rings] == [97.2, 97.2]
+    # `user1-x@` and `user1-y@` share a number, not a template: no link between the waves.
+    first_ids = {org.pk for org in first}
+    across = [
+        (lo, hi) for lo, hi in SignupLink.objects.values_list("low", "high") if (lo in first_ids) != (hi in first_ids)
+    ]
+    assert across == []
+
+
+def _slow_script(count: int = 4, *, prefix: str = "192.0.2") -> list[Organization]:
+    """One program's sign-ups with unrelated webmail names from one /24, ten minutes apart: a likely ring."""
+    names = ["kqvl", "mzrt", "bxwe", "pjdn", "tfgo", "hyua"]
+    return [
+        _signup(f"{names[n]}@gmail.com", f"{prefix}.{10 + n}", minutes_ago=60 - 10 * n, user_agent=SCRIPT_UA)
+        for n in range(count)
+    ]
+
+
+def test_a_likely_ring_is_stored_as_likely_and_becomes_certain_when_the_evidence_does():
+    sybils = _slow_script()
+
+    (ring,) = signup_rings_refresh()
+
+    assert (_members(ring), ring.level, ring.score) == ({org.pk for org in sybils}, RingLevel.LIKELY, 66.4)
+    (found,) = AuditEntry.objects.filter(action=AuditAction.RING_FOUND)
+    assert found.reason == "4 organizations linked by their sign-ups, likely one operator (not yet proven)."
+    assert found.details["level"] == "likely"
+    assert set(RiskState.objects.filter(ring=ring).values_list("organization_id", flat=True)) == _members(ring)
+
+    # One card pays for two of them: certain, and still the same ring with every member it had.
+    for organization in sybils[:2]:
+        BillingAccount.objects.create(organization=organization, card_fingerprint="fp_same_card")
+    (again,) = signup_rings_refresh()
+    signup_rings_refresh()  # and a run after that changes nothing
+
+    ring.refresh_from_db()
+    assert (again.pk, ring.level, _members(ring)) == (ring.pk, RingLevel.CERTAIN, {org.pk for org in sybils})
+    assert list(
+        AuditEntry.objects.filter(action=AuditAction.RING_FOUND).order_by("pk").values_list("reason", flat=True)
+    ) == [
+        "4 organizations linked by their sign-ups, likely one operator (not yet proven).",
+        f"Ring {ring.pk} is now certain: stronger sign-up evidence links 2 of its members.",
+    ]
+
+
+def test_a_likely_ring_staff_dismissed_is_raised_again_only_by_certain_evidence():
+    sybils = _slow_script()
+    (ring,) = signup_rings_refresh()
+    Ring.objects.filter(pk=ring.pk).update(status=RingStatus.DISMISSED)
+    assert signup_rings_refresh() == []
+
+    for organization in sybils[:2]:
+        BillingAccount.objects.create(organization=organization, card_fingerprint="fp_same_card")
+    (certain,) = signup_rings_refresh()
+
+    assert certain.pk != ring.pk and certain.level == RingLevel.CERTAIN
+    assert _members(certain) == {org.pk for org in sybils[:2]}
+    assert Ring.objects.get(pk=ring.pk).status == RingStatus.DISMISSED
 
 
 def test_running_twice_changes_nothing():

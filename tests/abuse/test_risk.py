@@ -126,6 +126,61 @@ def test_between_the_thresholds_the_jobs_throttle_and_lift_their_throttle_when_t
     ]  # fmt: skip
 
 
+def test_an_organization_that_keeps_on_after_the_jobs_throttle_it_is_frozen(
+    registered_digits, settings, django_capture_on_commit_callbacks
+):
+    settings.ABUSE_FREEZE_SCORE = 101  # its score stays in the throttle band: only persistence can freeze it
+    thief, _ = _customer(name="Prober")
+    watched, _ = _customer(name="Watched")
+    _send(thief, simulation.uniform_random_attacker(seed=2, queries=600, tier="free"), ended_ago=timedelta(hours=2))
+    _send(watched, simulation.uniform_random_attacker(seed=5, queries=600, tier="free"), ended_ago=timedelta(hours=2))
+    organization_throttle(organization=watched, actor=Actor(user=UserFactory(is_staff=True)), reason="Watch.")
+    _run_jobs(django_capture_on_commit_callbacks)
+    thief.refresh_from_db()
+    assert (thief.throttle_factor, thief.throttle_set_by) == (0.25, "abuse jobs")
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Organization.objects.filter(pk__in=[thief.pk, watched.pk]).update(throttle_set_at=an_hour_ago)
+
+    # 400 inputs since the throttle: below ABUSE_PERSISTENCE_INPUTS (500), still only throttled.
+    _send(thief, simulation.uniform_random_attacker(seed=3, queries=400, tier="free"))
+    _run_jobs(django_capture_on_commit_callbacks)
+    assert ApiKey.objects.filter(organization=thief, state=KeyState.ACTIVE).count() == 1
+
+    # 100 more, the score still at the throttle level: the warning went unheeded.
+    _send(thief, simulation.uniform_random_attacker(seed=4, queries=100, tier="free"))
+    _send(watched, simulation.uniform_random_attacker(seed=6, queries=600, tier="free"))
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    assert set(ApiKey.objects.filter(organization=thief).values_list("state", flat=True)) == {KeyState.FROZEN}
+    freeze = AuditEntry.objects.get(organization_id=thief.pk, action=AuditAction.FREEZE)
+    assert freeze.reason.startswith(
+        f"Throttled for extraction risk on {an_hour_ago:%Y-%m-%d %H:%M} UTC and kept on: 500 more inputs since,"
+    )
+    assert freeze.details["inputs_since_throttle"] == 500
+    # A reviewer's throttle is the reviewer's to escalate: the jobs leave that organization throttled.
+    assert ApiKey.objects.filter(organization=watched, state=KeyState.ACTIVE).count() == 1
+
+
+def test_the_throttle_dates_from_the_run_that_judged_so_a_replay_on_a_past_clock_escalates_too(
+    registered_digits, settings
+):
+    # The detection benchmark runs the jobs on a simulated clock in the past: the throttle's moment must be the
+    # run's, or nothing would ever be counted after it (the bug the benchmark showed).
+    settings.ABUSE_FREEZE_SCORE = 101
+    thief, _ = _customer(name="Replayed")
+    first = simulation.uniform_random_attacker(seed=2, queries=600, tier="free")
+    _send(thief, first, ended_ago=timedelta(hours=3))
+    judged_at = timezone.now() - timedelta(hours=3) + timedelta(seconds=30)
+
+    extraction_risk_assess_all(now=judged_at)
+    thief.refresh_from_db()
+    assert thief.throttle_set_at == judged_at
+
+    _send(thief, simulation.uniform_random_attacker(seed=3, queries=500, tier="free"), ended_ago=timedelta(hours=2))
+    extraction_risk_assess_all(now=timezone.now() - timedelta(hours=2) + timedelta(seconds=30))
+    assert set(ApiKey.objects.filter(organization=thief).values_list("state", flat=True)) == {KeyState.FROZEN}
+
+
 def test_a_second_run_in_the_same_bucket_rewrites_its_score_and_acts_once(
     registered_digits, settings, django_capture_on_commit_callbacks
 ):
@@ -212,22 +267,31 @@ def _ring_of(count: int, *, stem: str = "clone") -> list[Organization]:
     return organizations
 
 
-def test_a_sybil_ring_retraining_on_natural_data_is_frozen_as_a_ring(
-    registered_digits, django_capture_on_commit_callbacks
-):
-    sybils = _ring_of(5)
+def _retrain_as_a_ring_and_run_the_jobs(sybils: list[Organization], capture) -> tuple[RiskAssessment, list]:
+    """Five accounts share out one actor's natural-data retraining (400 inputs each); after the jobs every key is
+    frozen, with the ring's merged assessment as the reason. Returns that assessment and the freezes."""
     streams = simulation.sybil_ring(accounts=5, seed=12, strategy="natural_data", queries_per_account=400)
     for organization, calls in zip(sybils, streams, strict=True):
         _send(organization, calls)
 
-    _run_jobs(django_capture_on_commit_callbacks)
+    _run_jobs(capture)
 
     assert set(ApiKey.objects.filter(organization__in=sybils).values_list("state", flat=True)) == {KeyState.FROZEN}
     (ring_assessment,) = RiskAssessment.objects.filter(ring__isnull=False)
     assert ring_assessment.queries == 2000 and ring_assessment.score >= 80
+    freezes = list(AuditEntry.objects.filter(action=AuditAction.FREEZE, organization_id__in=[o.pk for o in sybils]))
+    assert len(freezes) == 5 and {entry.ring_id for entry in freezes} == {ring_assessment.ring_id}
+    return ring_assessment, freezes
+
+
+def test_a_sybil_ring_retraining_on_natural_data_is_frozen_as_a_ring(
+    registered_digits, django_capture_on_commit_callbacks
+):
+    sybils = _ring_of(5)
+
+    ring_assessment, _ = _retrain_as_a_ring_and_run_the_jobs(sybils, django_capture_on_commit_callbacks)
+
     assert {c["name"]: c["points"] for c in ring_assessment.components}["linked_accounts"] > 0
-    freezes = AuditEntry.objects.filter(action=AuditAction.FREEZE, organization_id__in=[o.pk for o in sybils])
-    assert freezes.count() == 5 and {entry.ring_id for entry in freezes} == {ring_assessment.ring_id}
     # Each member alone looks like an honest customer: it is the ring that gives them away.
     for organization in sybils:
         assert RiskAssessment.objects.get(organization=organization).score < 50
@@ -243,6 +307,68 @@ def test_one_member_caught_extracting_freezes_its_whole_ring(registered_digits, 
     assert ApiKey.objects.get(organization=quiet).state == KeyState.FROZEN
     reason = AuditEntry.objects.get(action=AuditAction.FREEZE, organization_id=quiet.pk).reason
     assert reason.startswith("Signed up as part of ring ") and "Extraction risk" in reason
+
+
+def _likely_ring_of(count: int) -> list[Organization]:
+    """One program's sign-ups from one /24, ten minutes apart, with unrelated webmail names: too slow for a burst,
+    so the sign-ups make a likely ring, not a certain one."""
+    from abuse.models import Ring, RingLevel
+    from abuse.rings import signup_rings_refresh
+    from tests.factories import SignupRecordFactory
+
+    names = ["kqvl", "mzrt", "bxwe", "pjdn", "tfgo", "hyua"]
+    organizations = []
+    for n in range(count):
+        user = member(email=f"{names[n]}@gmail.com")
+        SignupRecordFactory(
+            user=user, ip_address=f"192.0.2.{10 + n}", user_agent="python-requests/2.32.3",
+            created_at=timezone.now() - timedelta(minutes=90 - 10 * n),
+        )  # fmt: skip
+        raw_key_for(user.membership.organization)
+        organizations.append(user.membership.organization)
+    (ring,) = signup_rings_refresh()
+    assert Ring.objects.get(pk=ring.pk).level == RingLevel.LIKELY
+    return organizations
+
+
+def test_a_likely_ring_retraining_on_natural_data_is_frozen_as_a_ring_before_it_is_certain(
+    registered_digits, django_capture_on_commit_callbacks
+):
+    sybils = _likely_ring_of(5)
+
+    ring_assessment, freezes = _retrain_as_a_ring_and_run_the_jobs(sybils, django_capture_on_commit_callbacks)
+
+    assert {entry.reason.split(" whose")[0] for entry in freezes} == {
+        f"Signed up as part of ring {ring_assessment.ring_id}, likely one operator's,"
+    }
+    # Each member alone looks like an honest customer: it is the likely ring's merged traffic that gives them away.
+    for organization in sybils:
+        assert RiskAssessment.objects.get(organization=organization).score < 50
+
+
+def test_quiet_accounts_only_likely_linked_to_one_caught_extracting_are_judged_on_their_own_traffic(
+    registered_digits, django_capture_on_commit_callbacks
+):
+    thief, *quiet = _likely_ring_of(4)
+    _send(thief, simulation.uniform_random_attacker(seed=13, queries=800, tier="free"))
+    for seed, organization in enumerate(quiet, 20):
+        _send(organization, simulation.honest_user(seed=seed, calls=3, tier="free"))
+
+    _run_jobs(django_capture_on_commit_callbacks)
+
+    # The ring's merged window is the thief's traffic: it freezes the thief, who carries it, and does not act on
+    # those who sent almost none of it (a certain ring's would: see the test above).
+    assert ApiKey.objects.get(organization=thief).state == KeyState.FROZEN
+    (ring_assessment,) = RiskAssessment.objects.filter(ring__isnull=False)
+    assert ring_assessment.score >= 80
+    assert AuditEntry.objects.filter(action=AuditAction.FREEZE).values_list("organization_id", flat=True).get() == (
+        thief.pk
+    )
+    for organization in quiet:
+        assert ApiKey.objects.get(organization=organization).state == KeyState.ACTIVE
+        assert Organization.objects.get(pk=organization.pk).throttle_factor == 1.0
+        state = RiskState.objects.get(organization=organization)
+        assert (state.level, state.ring_id) == (RiskLevel.NORMAL, ring_assessment.ring_id)
 
 
 def test_each_model_an_organization_queries_is_scored_on_its_own_inputs_and_the_score_names_the_model(

@@ -263,3 +263,75 @@ def test_the_scorer_and_the_simulation_run_without_django():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)  # noqa: S603
 
     assert completed.stdout == "False\n"
+
+
+# --- Any model --------------------------------------------------------------------------------------------------------
+
+
+def test_the_tabular_demo_is_simulated_on_its_own_grid(cancer_model):
+    schema = cancer_model.schema
+    calls = uniform_random_attacker(seed=4, queries=300, tier="pro", model=cancer_model)
+    inputs = _inputs(calls)
+
+    assert inputs.shape == (300, 30) and inputs.dtype == schema.code_dtype
+    assert np.all(inputs <= schema.top_code)
+    # Uniform over each feature's own grid: a feature of 4,001 codes is spread over them all.
+    widest = int(np.argmax(schema.top_code))
+    assert inputs[:, widest].max() > 0.9 * schema.top_code[widest]
+    # Answered in the model's own class labels (uniform measurements this large all look malignant to it).
+    assert {label for call in calls for label in call.labels} == {"malignant"}
+
+
+def test_new_natural_rows_of_a_table_are_other_patients_not_re_measurements(cancer_model, cancer_profile):
+    rng = np.random.default_rng(0)
+    parents = cancer_model.natural_pool[rng.integers(0, cancer_model.natural_pool.shape[0], 500)]
+
+    drawn = cancer_model.vary(rng, parents)
+
+    apart = np.linalg.norm(cancer_profile.embed(drawn) - cancer_profile.embed(parents), axis=1)
+    # About one natural nearest-neighbour distance from the row they were drawn around: rarely a "small step".
+    assert np.mean(apart <= cancer_profile.perturbation_radius) < 0.02
+    assert np.mean(cancer_profile.distances(drawn) > cancer_profile.distance_q99) < 0.08
+
+
+def test_a_walk_moves_each_feature_by_its_own_small_unit(cancer_model):
+    rng = np.random.default_rng(1)
+    start = cancer_model.heldout[:4].astype(np.int64)
+
+    stepped = simulation.walk_one_step(
+        rng, start, sent=set(), top_code=cancer_model.schema.top_code, unit=cancer_model.step_unit,
+        dtype=cancer_model.schema.code_dtype,
+    )  # fmt: skip
+
+    moved = stepped.astype(np.int64) - start
+    for row in moved:
+        features = np.flatnonzero(row)
+        assert 1 <= features.size <= 3
+        assert np.all(np.abs(row[features]) % cancer_model.step_unit[features] == 0)
+
+
+def _points(*scores: int) -> list[simulation.ProgressPoint]:
+    from abuse.extraction import RiskResult
+
+    return [
+        simulation.ProgressPoint(queries=100 * (i + 1), at=float(i), result=RiskResult(score, (), "", 100 * (i + 1)))
+        for i, score in enumerate(scores)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scores", "frozen_at"),
+    [
+        ((10, 60, 85), 300),  # the freeze level
+        ((10, 55, 60, 58, 52, 60, 70), 700),  # throttled at 200, still at the throttle level 500 inputs later
+        ((55, 60, 30, 55, 60, 60, 60, 60, 60), 900),  # lifted at 300 (below 35): the count starts again at 400
+        ((55, 45, 40, 45, 45, 45, 49), None),  # throttled, but never at the throttle level again: not escalated
+    ],
+)
+def test_queries_to_freeze_follows_the_pipelines_escalation(scores, frozen_at):
+    points = _points(*scores)
+
+    assert (
+        simulation.queries_to_freeze(points, throttle_score=50, freeze_score=80, clear_score=35, persistence_inputs=500)
+        == frozen_at
+    )

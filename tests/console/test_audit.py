@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from abuse.models import AuditEntry, Ring, RingMember, RingStatus, RiskAssessment, SignupLink
+from abuse.models import AuditEntry, Ring, RingLevel, RingMember, RingStatus, RiskAssessment, SignupLink
 from abuse.services import Actor, audit_record
 from tests.factories import OrganizationFactory
 
@@ -99,3 +99,10 @@ def test_the_ring_page_shows_members_links_risk_and_audit(staff_client):
     assert "Found it." in page
     merged_page = staff_client.get(f"/console/rings/{merged.pk}/").content.decode()
     assert f'href="/console/rings/{ring.pk}/">ring {ring.pk}</a>' in merged_page
+
+
+@pytest.mark.parametrize(("level", "shown"), [(RingLevel.CERTAIN, "certain"), (RingLevel.LIKELY, "likely")])
+def test_the_ring_page_says_whether_the_sign_ups_prove_the_ring_or_make_it_likely(staff_client, level, shown):
+    ring = Ring.objects.create(score=66.4, level=level)
+    page = staff_client.get(f"/console/rings/{ring.pk}/").content.decode()
+    assert f'<span data-ring-level="{level}">{shown}</span>' in page

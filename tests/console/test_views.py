@@ -55,9 +55,32 @@ def test_the_revenue_page_prices_cloning_from_the_latest_red_team_run():
     from redteam.services import redteam_run_record
 
     def run(finished_at: str, pro_queries: int | None) -> dict:
-        tiers = {"pro": {"queries_to_90": pro_queries}, "free": {"queries_to_90": 120}}
+        tiers = {"pro": {"queries_to_90": pro_queries, "clone_campaign": "natural"}, "free": {"queries_to_90": 120}}
+        # The tabular model: equation solving reached its target on pro; on free no campaign made a clone.
+        cancer = {
+            "slug": "breast-cancer",
+            "campaigns": [
+                {
+                    "name": "equation_solving",
+                    "tier": "pro",
+                    "result": {"queries_to_target": 62, "target_agreement": 0.99},
+                },
+                {"name": "lowd_meek", "tier": "pro", "result": {"queries": 1_240, "agreement": 0.993}},
+                {
+                    "name": "equation_solving",
+                    "tier": "free",
+                    "result": {"queries_to_target": None, "target_agreement": 0.99},
+                },
+                {"name": "inversion", "tier": "free", "result": {"queries": 300}},
+                {"name": "lowd_meek", "tier": "free", "result": {"queries": 1_300, "agreement": 0.88}},
+            ],
+        }
+        tree = {"slug": "churn-tree", "campaigns": [
+            {"name": "path_finding", "tier": "pro", "result": {"queries": 900, "agreement": 0.52}},
+        ]}  # fmt: skip
         return {"started_at": finished_at, "finished_at": finished_at, "base_url": "http://127.0.0.1:8766",
-                "budget": 10_000, "tiers": tiers, "campaigns": []}  # fmt: skip
+                "budget": 10_000, "model": {"slug": "digits"}, "tiers": tiers, "campaigns": [],
+                "models": [cancer, tree]}  # fmt: skip
 
     redteam_run_record(summary=run("2026-11-01T10:00:00+00:00", 9_999))
     redteam_run_record(summary=run("2026-11-20T10:00:00+00:00", 2_345))
@@ -65,7 +88,14 @@ def test_the_revenue_page_prices_cloning_from_the_latest_red_team_run():
     page = signed_in(UserFactory(is_staff=True)).get("/console/revenue/").content.decode()
 
     clones = page[page.index('id="clone-costs"') :]
+    rows = [row for row in clones.split("<tr>")[2:]]
     price = Tier.objects.get(code="pro").price_per_1000_overage / 1000
     assert "2,345" in clones and "9,999" not in clones
     assert f"${price * 2_345:.2f}" in clones  # $1.17: queries x the pro price per query
     assert "unknown" not in clones
+    # Every model attacked, per tier, with its cheapest campaign: equation solving beats the boundary search on pro.
+    cancer_pro = next(row for row in rows if "breast-cancer" in row and "Pro" in row)
+    assert "equation_solving" in cancer_pro and ">62<" in cancer_pro and f"${price * 62:.2f}" in cancer_pro
+    tree_pro = next(row for row in rows if "churn-tree" in row)
+    assert "not reached" in tree_pro and "more than the run's budget" in tree_pro
+    assert not any("Free" in row for row in rows)  # the free tier has no price per query: nothing to clone for

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 
 from redteam.models import RedTeamRun
-from redteam.selectors import redteam_queries_to_clone, redteam_run_latest
+from redteam.selectors import CloneMeasurement, redteam_clone_measurements, redteam_run_latest
 from redteam.services import redteam_run_record
 
 pytestmark = pytest.mark.django_db
@@ -19,16 +19,41 @@ def test_a_run_is_stored_with_its_summary(summary):
     assert (run.base_url, run.budget, run.report_dir) == ("http://127.0.0.1:8766", 3000, "/srv/moat/redteam-report")
 
 
+def _by_tier(model: str) -> dict[str, int | None]:
+    return {m.tier_code: m.queries for m in redteam_clone_measurements() if m.model_slug == model}
+
+
 def test_the_latest_run_decides_the_queries_to_clone(summary):
-    assert redteam_queries_to_clone(tier_code="pro") is None  # no run yet
+    assert redteam_clone_measurements() == []  # no run yet
     redteam_run_record(summary=summary)
     later = {**summary, "finished_at": "2026-11-23T09:00:00+00:00"}
     later["tiers"] = {**summary["tiers"], "pro": {**summary["tiers"]["pro"], "queries_to_90": 420}}
     redteam_run_record(summary=later)
     assert redteam_run_latest().summary["finished_at"] == later["finished_at"]
-    assert redteam_queries_to_clone(tier_code="pro") == 420
-    assert redteam_queries_to_clone(tier_code="free") is None  # measured, but not reached
-    assert redteam_queries_to_clone(tier_code="gold") is None  # never attacked
+    digits = _by_tier(summary["model"]["slug"])
+    assert digits["pro"] == 420
+    assert digits["free"] is None  # measured, but not reached
+    assert "gold" not in digits  # never attacked
+
+
+def test_every_other_model_is_cloned_by_its_cheapest_kind_specific_campaign(summary):
+    def campaign(name: str, tier: str, **result) -> dict:
+        return {"name": name, "tier": tier, "result": result}
+
+    tree = {"slug": "churn-tree", "campaigns": [
+        campaign("path_finding", "enterprise", queries=501, agreement=1.0),
+        campaign("path_finding", "pro", queries=900, agreement=0.52),  # leaves collided: no clone
+        campaign("lowd_meek", "pro", queries=1_240, agreement=0.95),
+        campaign("equation_solving", "pro", queries=400, queries_to_target=None, target_agreement=0.99),
+        campaign("inversion", "free", queries=300),  # reconstructs inputs, not the model
+    ]}  # fmt: skip
+    redteam_run_record(summary={**summary, "models": [tree]})
+
+    assert [m for m in redteam_clone_measurements() if m.model_slug == "churn-tree"] == [
+        CloneMeasurement("churn-tree", "enterprise", 501, "path_finding"),
+        CloneMeasurement("churn-tree", "pro", 1_240, "lowd_meek"),
+        CloneMeasurement("churn-tree", "free", None, None),
+    ]
 
 
 def test_a_document_that_is_not_a_summary_is_refused(summary):

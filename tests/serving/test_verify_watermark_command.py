@@ -5,6 +5,7 @@ import csv
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from serving.defenses import DefenseConfig, apply_defenses
 from serving.ml.digits import augment_digits, load_digits_split
@@ -326,3 +328,44 @@ def test_with_several_models_the_model_is_named(tmp_path, registered):
         _run("--csv", str(path))
     with pytest.raises(CommandError, match="No model 'absent'"):
         _run("--csv", str(path), "--model", "absent")
+
+
+def _interpolations(n: int, seed: int) -> np.ndarray:
+    """A boundary prober's queries: digits of different classes mixed 30-70%, nothing like a natural digit."""
+    rng = np.random.default_rng(seed)
+    split = load_digits_split()
+    a, b = rng.integers(0, split.X_test.shape[0], (2, 4 * n))
+    different = split.y_test[a] != split.y_test[b]
+    t = rng.uniform(0.3, 0.7, (int(different.sum()), 1))
+    mixed = (1 - t) * split.X_test[a[different]] + t * split.X_test[b[different]]
+    return np.clip(np.floor(mixed + 0.5), 0, 16).astype(np.uint8)[:n]
+
+
+def test_url_mode_probes_from_what_a_suspect_organization_sent_us(registered, suspect_api):
+    from abuse.replay import simulated_calls_log
+    from abuse.simulation import SimulatedCall
+    from tests.factories import OrganizationFactory, member, raw_key_for
+
+    url, handler = suspect_api
+    prober = member(organization=OrganizationFactory(name="Prober")).membership.organization
+    raw_key_for(prober)
+    asked = _interpolations(4_000, seed=3)
+    answers = _thief_answers(asked)
+    calls = [
+        SimulatedCall(at=float(i), inputs=asked[i : i + 100], labels=answers[i : i + 100], confidences=[0.5] * 100)
+        for i in range(0, asked.shape[0], 100)
+    ]
+    simulated_calls_log(calls, organization=prober, start=timezone.now() - timedelta(hours=1))
+    # The copy answers what it bought as bought, and anything else as our model would (it learned nothing else).
+    handler.bought = {row.tobytes(): label for row, label in zip(asked, answers, strict=True)}
+
+    common = ["--url", url, "--api-key", "k", "--probe-count", "60", "--json"]
+    from_natural = json.loads(_run(*common))
+    from_its_inputs = json.loads(_run(*common, "--from-organization", str(prober.pk)))
+
+    # Natural probes land in regions the boundary prober never asked about; its own inputs are where it learned.
+    assert from_natural["verdict"] is False
+    assert from_its_inputs["verdict"] is True and from_its_inputs["p_value"] < 1e-6
+    quiet = member(organization=OrganizationFactory(name="Quiet")).membership.organization
+    with pytest.raises(CommandError, match=f"Organization {quiet.pk} has no logged inputs of 'digits'"):
+        _run(*common, "--from-organization", str(quiet.pk))

@@ -13,12 +13,15 @@ measured value and a sentence a reviewer (and the customer) can read. The signal
   so does a big honest customer, so volume is weighted to stay well below the freeze level on its own.
 - **unique_inputs** — every input distinct: query synthesis never repeats itself, while real applications re-send
   some inputs. Weak on its own (natural data is mostly unique too).
-- **unnatural_inputs** — inputs far from the training distribution (Mahalanobis distance beyond what 99% of
-  natural digits reach). Synthetic query sets — random images, interpolations, adversarial-style steps — are
-  off-manifold (Papernot et al., "Practical Black-Box Attacks against Machine Learning", AsiaCCS 2017; Tramèr
-  et al. 2016; Pal et al., "ActiveThief", AAAI 2020 discuss why natural data is needed to avoid exactly this).
-- **input_entropy** — the entropy of an input's pixel-value histogram: handwritten digits are mostly background
-  and full strokes (about 2-3 bits), uniform noise uses all 17 levels (about log2(17) = 4.1 bits).
+- **unnatural_inputs** — inputs far from the model's reference data (Mahalanobis distance beyond what 99% of
+  natural inputs reach, in the profile's space: standardised features for a table, pixels or their principal
+  components for an image; `profile.FeatureSpace`). Synthetic query sets — random images, interpolations,
+  adversarial-style steps — are off-manifold (Papernot et al., "Practical Black-Box Attacks against Machine
+  Learning", AsiaCCS 2017; Tramèr et al. 2016; Pal et al., "ActiveThief", AAAI 2020 discuss why natural data is
+  needed to avoid exactly this).
+- **input_entropy** — the entropy of an input's histogram on 17 levels of each feature's grid: handwritten digits
+  are mostly background and full strokes (about 2-3 bits), uniform noise uses all 17 levels (about 4.1 bits);
+  the natural range is each model's own, measured on its reference data.
 - **low_confidence** — many answers with low confidence, far more than natural inputs get: queries placed on the
   decision boundary (line search, Tramèr et al. 2016; boundary-seeking synthesis, Papernot et al. 2017).
 - **class_coverage** — the traffic exercises every class evenly: systematic exploration (a retrainer wants a
@@ -44,7 +47,7 @@ served by the real demo model.
 
 from abuse.extraction.constants import FREEZE_SCORE, LOW_CONFIDENCE, THROTTLE_SCORE
 from abuse.extraction.distances import nearest_earlier_distances, perturbation_steps, prada_distances, prada_statistic
-from abuse.extraction.profile import InputProfile, ledoit_wolf_covariance, pixel_entropy
+from abuse.extraction.profile import FeatureSpace, InputProfile, grid_entropy, ledoit_wolf_covariance
 from abuse.extraction.score import extraction_risk
 from abuse.extraction.signals import wilson_lower_bound
 from abuse.extraction.window import Component, QueryWindow, RiskResult
@@ -54,14 +57,15 @@ __all__ = [
     "LOW_CONFIDENCE",
     "THROTTLE_SCORE",
     "Component",
+    "FeatureSpace",
     "InputProfile",
     "QueryWindow",
     "RiskResult",
     "extraction_risk",
+    "grid_entropy",
     "ledoit_wolf_covariance",
     "nearest_earlier_distances",
     "perturbation_steps",
-    "pixel_entropy",
     "prada_distances",
     "prada_statistic",
     "wilson_lower_bound",

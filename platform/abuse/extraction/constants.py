@@ -1,7 +1,14 @@
 """Every threshold and weight of the extraction-risk score, each with the reason for its value."""
 
-PROFILE_FORMAT = 1
+# 2: fitted per schema (a feature space, the grid's top codes); a format-1 profile (digits only) is refitted.
+PROFILE_FORMAT = 2
 PROFILE_NN_ROWS = 5_000  # rows used for the natural nearest-neighbour quantile (O(n^2) distances)
+# Inputs wider than this are projected on their reference data's leading principal components (plus the residual's
+# length): it bounds each window's O(n^2 k) distance work and the covariance's inverse. 64 keeps an 8x8 image (or a
+# 64-feature table) as it is.
+PROFILE_MAX_DIMENSIONS = 64
+# The levels of `grid_entropy`: each feature's range cut in 16 steps (for the digits' 0..16 grid, one level a code).
+ENTROPY_LEVELS = 17
 
 # --- Decision levels (the pipeline reads them from settings, with these defaults) --------------------------------
 # Throttle at 50: two strong signals, or one strong signal with corroboration. Freeze at 80: several independent
@@ -76,8 +83,9 @@ PRADA_FULL = 0.80  # W at or below this: full points
 PRADA_MAX_POINTS = 40.0
 
 # perturbation_walk: a query is a "step" when its nearest earlier distinct query is within the radius: half the 1%
-# quantile of natural nearest-neighbour distances (different writers' digits are never this close), at most
-# PERTURBATION_RADIUS_MAX intensity units (4 pixels moved by 2.5 levels). Two parts:
+# quantile of natural nearest-neighbour distances in the profile's space (different writers' digits are never this
+# close; on the digits it is 5 intensity units, 4 pixels moved by 2.5 levels). Without a profile the walk is not
+# measured: a distance means nothing without the model's natural spread. Two parts:
 # - steps (45 points): the Wilson lower bound of the share of steps, from 10% (an honest app re-sending a slightly
 #   re-scanned digit is rare: 1-4% measured) to 50%. Boundary bisection also scores here (each midpoint is close
 #   to the previous one).
@@ -87,8 +95,6 @@ PRADA_MAX_POINTS = 40.0
 # 75 together, below the freeze level alone; a walk that is also all-distinct (unique_inputs) or drifts off the
 # natural digits is frozen. An honest client streaming near-identical camera frames of one digit for hours would
 # look like a walk: the explanation says so to the reviewer.
-PERTURBATION_RADIUS_MAX = 5.0
-PERTURBATION_DEFAULT_RADIUS = 5.0  # with no profile: what the demo digits' profile gives (half of q01 = 10)
 PERTURBATION_SHARE_ONSET = 0.10
 PERTURBATION_SHARE_FULL = 0.50
 PERTURBATION_CHAIN_ONSET = 10

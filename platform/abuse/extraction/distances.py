@@ -14,24 +14,55 @@ from abuse.extraction.constants import PRADA_MAX_DISTANCES, PRADA_MIN_DISTANCES
 # --- Distance signals --------------------------------------------------------------------------------------------
 
 
-def pairwise_sq_distances(a: np.ndarray, b: np.ndarray, a_norms: np.ndarray, b_norms: np.ndarray) -> np.ndarray:
-    # float32 is exact here: inputs are integers <= 16, so every product and sum stays below 2**24.
-    d2 = a_norms[:, None] + b_norms[None, :] - 2.0 * (a @ b.T)
-    return np.maximum(d2, 0.0)
+# The least squared distance of two different inputs: float32 rounding must never make them a repeat.
+_DISTINCT_FLOOR = 1e-12
 
 
-def nearest_earlier_distances(inputs: np.ndarray, *, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def pairwise_sq_distances(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_norms: np.ndarray,
+    b_norms: np.ndarray,
+    a_ids: np.ndarray | None = None,
+    b_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """Squared L2 distances (len(a), len(b)). With `a_ids`/`b_ids` (one id per distinct canonical input), rows of
+    one id are exactly 0 apart and rows of different ids never are: in float32, a standardised or projected input
+    loses the last digits that tell two neighbouring grid points apart."""
+    d2 = np.maximum(a_norms[:, None] + b_norms[None, :] - 2.0 * (a @ b.T), 0.0)
+    if a_ids is None or b_ids is None:
+        return d2
+    same = a_ids[:, None] == b_ids[None, :]
+    return np.where(same, 0.0, np.maximum(d2, _DISTINCT_FLOOR))
+
+
+def input_ids(inputs: np.ndarray) -> np.ndarray:
+    """One id per distinct row of canonical `inputs` (n, d): equal rows share it."""
+    rows = np.ascontiguousarray(inputs)
+    if rows.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def nearest_earlier_distances(
+    inputs: np.ndarray, *, ids: np.ndarray | None = None, block: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """For each input, the L2 distance to its nearest *earlier distinct* input and that input's index (inf and -1
     for the first, or when every earlier input is identical to it). Exact repeats are skipped: a repeat carries
-    nothing new; a step is a small *non-zero* change. Blocked matrix products: ~0.1 s for 5,000 inputs."""
+    nothing new; a step is a small *non-zero* change. `inputs` are points of a profile's space (or canonical codes);
+    `ids` says which are the same canonical input (default: equal rows of `inputs`). Blocked matrix products:
+    ~0.1 s for 5,000 inputs."""
     X = np.asarray(inputs, dtype=np.float32)
     n = X.shape[0]
+    ids = input_ids(inputs) if ids is None else np.asarray(ids)
     norms = (X * X).sum(axis=1)
     distance = np.full(n, np.inf)
     nearest = np.full(n, -1, dtype=np.int64)
     for start in range(0, n, block):
         stop = min(n, start + block)
-        d2 = pairwise_sq_distances(X[start:stop], X[:stop], norms[start:stop], norms[:stop])
+        d2 = pairwise_sq_distances(
+            X[start:stop], X[:stop], norms[start:stop], norms[:stop], ids[start:stop], ids[:stop]
+        )
         # Only earlier inputs (column < row), and only distinct ones.
         later = np.arange(stop)[None, :] >= np.arange(start, stop)[:, None]
         d2[later | (d2 == 0)] = np.inf
@@ -56,9 +87,10 @@ class PerturbationSteps:
     largest_family: int
 
 
-def perturbation_steps(inputs: np.ndarray, radius: float) -> PerturbationSteps:
-    """Link each input to its nearest earlier distinct input when it is within `radius`, and measure the walks."""
-    distance, nearest = nearest_earlier_distances(inputs)
+def perturbation_steps(inputs: np.ndarray, radius: float, *, ids: np.ndarray | None = None) -> PerturbationSteps:
+    """Link each input to its nearest earlier distinct input when it is within `radius`, and measure the walks
+    (`ids`: as in `nearest_earlier_distances`)."""
+    distance, nearest = nearest_earlier_distances(inputs, ids=ids)
     step = distance <= radius
     n = len(step)
     depth = np.zeros(n, dtype=np.int64)
@@ -73,7 +105,9 @@ def perturbation_steps(inputs: np.ndarray, radius: float) -> PerturbationSteps:
     )
 
 
-def prada_distances(inputs: np.ndarray, labels: np.ndarray, *, block: int = 512) -> np.ndarray:
+def prada_distances(
+    inputs: np.ndarray, labels: np.ndarray, *, ids: np.ndarray | None = None, block: int = 512
+) -> np.ndarray:
     """The PRADA distance set D (Juuti et al. 2019, Algorithm 1), in time order.
 
     Per predicted class c, a growing set G_c of earlier queries and a threshold T_c. Each new query of class c
@@ -88,12 +122,13 @@ def prada_distances(inputs: np.ndarray, labels: np.ndarray, *, block: int = 512)
     Vectorised per class: instead of measuring each query against G_c, each new member of G_c updates the running
     minimum of every later query of its class (a row of a blocked distance matrix)."""
     X = np.asarray(inputs, dtype=np.float32)
+    ids = input_ids(inputs) if ids is None else np.asarray(ids)
     labels = np.asarray(labels)
     positions: list[np.ndarray] = []
     values: list[np.ndarray] = []
     for label in np.unique(labels):
         index = np.flatnonzero(labels == label)
-        Xc = X[index]
+        Xc, idc = X[index], ids[index]
         norms = (Xc * Xc).sum(axis=1)
         m = index.size
         running_min = np.full(m, np.inf, dtype=np.float64)
@@ -101,7 +136,11 @@ def prada_distances(inputs: np.ndarray, labels: np.ndarray, *, block: int = 512)
         threshold, total, total_sq, members = 0.0, 0.0, 0.0, 0
         for start in range(0, m, block):
             stop = min(m, start + block)
-            rows = np.sqrt(pairwise_sq_distances(Xc[start:stop], Xc[start:], norms[start:stop], norms[start:]))
+            rows = np.sqrt(
+                pairwise_sq_distances(
+                    Xc[start:stop], Xc[start:], norms[start:stop], norms[start:], idc[start:stop], idc[start:]
+                )
+            )
             for k in range(start, stop):
                 if k == 0:
                     join = True

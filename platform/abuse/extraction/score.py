@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from abuse.extraction.constants import FREEZE_SCORE, MAX_SCORED_INPUTS, THROTTLE_SCORE
+from abuse.extraction.distances import input_ids
 from abuse.extraction.profile import InputProfile
 from abuse.extraction.signals import (
     coverage_component,
@@ -46,16 +47,20 @@ def extraction_risk(
     inputs = np.asarray(window.inputs)[-MAX_SCORED_INPUTS:]
     labels = np.asarray(window.labels)[-MAX_SCORED_INPUTS:]
     confidences = np.asarray(window.confidences, dtype=np.float64)[-MAX_SCORED_INPUTS:]
+    # Every distance is measured once in the profile's space (standardised features, an image's pixels or their
+    # principal components); without a profile PRADA reads the codes, whose W does not depend on their unit.
+    ids = input_ids(inputs)
+    points = profile.embed(inputs) if profile is not None else np.asarray(inputs, dtype=np.float64)
     components = (
         volume_component(window, normal_volume),
         linked_component(window, normal_volume),
         unique_component(inputs),
-        unnatural_component(inputs, profile),
+        unnatural_component(points, profile),
         entropy_component(inputs, profile),
         low_confidence_component(confidences, profile),
         coverage_component(labels, window.n_classes),
-        prada_component(inputs, labels),
-        perturbation_component(inputs, profile),
+        prada_component(points, labels, ids),
+        perturbation_component(points, profile, ids),
         reconnaissance_component(window),
     )
     score = int(min(100, round(sum(component.points for component in components))))
@@ -79,7 +84,7 @@ def _explain(
         text += " Nothing in this traffic looks like model extraction."
     if no_profile:
         text += (
-            " This model has no reference profile of natural inputs, so unnatural inputs and their pixel entropy"
-            " were not measured."
+            " This model has no reference profile of natural inputs, so unnatural inputs, their spread over the grid"
+            " and perturbation walks were not measured."
         )
     return text

@@ -20,7 +20,6 @@ from abuse.extraction.constants import (
     LOW_CONFIDENCE_MAX_POINTS,
     PERTURBATION_CHAIN_FULL,
     PERTURBATION_CHAIN_ONSET,
-    PERTURBATION_DEFAULT_RADIUS,
     PERTURBATION_FAMILY_FULL,
     PERTURBATION_FAMILY_MIN,
     PERTURBATION_FAMILY_ONSET,
@@ -53,7 +52,7 @@ from abuse.extraction.constants import (
     VOLUME_ONSET,
 )
 from abuse.extraction.distances import perturbation_steps, prada_distances, prada_statistic
-from abuse.extraction.profile import InputProfile, pixel_entropy
+from abuse.extraction.profile import InputProfile
 from abuse.extraction.window import Component, QueryWindow
 
 # --- Statistics helpers ------------------------------------------------------------------------------------------
@@ -124,11 +123,12 @@ def _not_measured(name: str, max_points: float, why: str) -> Component:
     return Component(name, 0.0, 0.0, max_points, f"not measured: {why}")
 
 
-def unnatural_component(inputs: np.ndarray, profile: InputProfile | None) -> Component:
+def unnatural_component(embedded: np.ndarray, profile: InputProfile | None) -> Component:
+    """`embedded`: the window's inputs in the profile's space."""
     if profile is None:
         return _not_measured("unnatural_inputs", UNNATURAL_MAX_POINTS, "the model has no reference profile")
-    n = inputs.shape[0]
-    far = int(np.sum(profile.distances(inputs) > profile.distance_q99)) if n else 0
+    n = embedded.shape[0]
+    far = int(np.sum(profile.distances_embedded(embedded) > profile.distance_q99)) if n else 0
     share = far / n if n else 0.0
     onset = max(UNNATURAL_ONSET, 3 * profile.unnatural_baseline)
     points = UNNATURAL_MAX_POINTS * _share_strength(far, n, onset, UNNATURAL_FULL)
@@ -137,7 +137,8 @@ def unnatural_component(inputs: np.ndarray, profile: InputProfile | None) -> Com
         share,
         points,
         UNNATURAL_MAX_POINTS,
-        f"{_percent(share)} of inputs are far from natural digits (natural: {_percent(profile.unnatural_baseline)})",
+        f"{_percent(share)} of inputs are far from the model's natural inputs (natural:"
+        f" {_percent(profile.unnatural_baseline)})",
     )
 
 
@@ -145,7 +146,7 @@ def entropy_component(inputs: np.ndarray, profile: InputProfile | None) -> Compo
     if profile is None:
         return _not_measured("input_entropy", ENTROPY_MAX_POINTS, "the model has no reference profile")
     n = inputs.shape[0]
-    entropy = pixel_entropy(inputs)
+    entropy = profile.entropy(inputs)
     outside = int(np.sum((entropy < profile.entropy_q01) | (entropy > profile.entropy_q99)))
     share = outside / n if n else 0.0
     points = ENTROPY_MAX_POINTS * _share_strength(outside, n, ENTROPY_ONSET, ENTROPY_FULL)
@@ -155,8 +156,8 @@ def entropy_component(inputs: np.ndarray, profile: InputProfile | None) -> Compo
         share,
         points,
         ENTROPY_MAX_POINTS,
-        f"{_percent(share)} of inputs have a pixel-value spread unlike digits (mean {mean:.1f} bits; digits "
-        f"{profile.entropy_q01:.1f}-{profile.entropy_q99:.1f}, random noise ~4.1)",
+        f"{_percent(share)} of inputs spread their values over the grid unlike the model's natural inputs (mean"
+        f" {mean:.1f} bits; natural {profile.entropy_q01:.1f}-{profile.entropy_q99:.1f})",
     )
 
 
@@ -195,8 +196,9 @@ def coverage_component(labels: np.ndarray, n_classes: int) -> Component:
     )
 
 
-def prada_component(inputs: np.ndarray, labels: np.ndarray) -> Component:
-    distances = prada_distances(inputs, labels)
+def prada_component(points: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None) -> Component:
+    """`points`: the window's inputs in the profile's space (or their codes); `ids` which are the same input."""
+    distances = prada_distances(points, labels, ids=ids)
     w = prada_statistic(distances)
     if w is None:
         return Component(
@@ -218,10 +220,15 @@ def prada_component(inputs: np.ndarray, labels: np.ndarray) -> Component:
     )
 
 
-def perturbation_component(inputs: np.ndarray, profile: InputProfile | None) -> Component:
-    n = inputs.shape[0]
-    radius = profile.perturbation_radius if profile is not None else PERTURBATION_DEFAULT_RADIUS
-    measured = perturbation_steps(inputs, radius)
+def perturbation_component(
+    embedded: np.ndarray, profile: InputProfile | None, ids: np.ndarray | None = None
+) -> Component:
+    """`embedded`: the window's inputs in the profile's space; `ids` which are the same canonical input."""
+    if profile is None:
+        return _not_measured("perturbation_walk", PERTURBATION_MAX_POINTS, "the model has no reference profile")
+    n = embedded.shape[0]
+    radius = profile.perturbation_radius
+    measured = perturbation_steps(embedded, radius, ids=ids)
     count = int(measured.steps.sum())
     share = count / n if n else 0.0
     family_share = measured.largest_family / n if n else 0.0

@@ -18,7 +18,7 @@ class QueryWindow:
     (the pipeline reads at most 5,000); None means `len(inputs)`. Volume is judged on it, everything else on the
     inputs carried."""
 
-    inputs: np.ndarray  # (n, 64) uint8
+    inputs: np.ndarray  # (n, d) canonical codes of the model's schema
     labels: np.ndarray  # (n,) str, served labels
     confidences: np.ndarray  # (n,) float, served confidences
     times: np.ndarray  # (n,) float epoch seconds of each input's call

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from abuse.linking.pairs import signup_links
-from abuse.linking.records import Link, LinkingPolicy, RingCandidate, SignupFact
+from abuse.linking.records import CERTAIN, LIKELY, Link, LinkingPolicy, RingCandidate, SignupFact
 from abuse.linking.weights import MEMBER_DOUBT_FACTOR
 
 
@@ -35,14 +35,34 @@ def ring_score(connecting_weights: Sequence[float], n_members: int) -> float:
 
 
 def rings_from_links(links: Iterable[Link], *, policy: LinkingPolicy) -> list[RingCandidate]:
-    """The rings that `links` (as `signup_links` returns them) form: the connected groups of the pairs whose
-    combined weight reaches `ring_link_threshold`, kept when their score reaches `ring_score_threshold`. Sorted by
-    score, highest first, then by members."""
+    """The rings that `links` (as `signup_links` returns them) form. Certain rings: the connected groups of the
+    pairs whose combined weight reaches `ring_link_threshold`, kept when their score reaches
+    `ring_score_threshold`. Likely rings: the same among the other organizations, from the pairs that reach
+    `likely_link_threshold` (a weakly linked account is never pulled into a certain ring, nor is a certain ring
+    diluted into a likely one). Sorted by score, highest first, then by members."""
     by_pair: dict[tuple[int, int], list[Link]] = defaultdict(list)
     for link in links:
         by_pair[(link.low, link.high)].append(link)
     weights = {pair: pair_weight(pair_links) for pair, pair_links in by_pair.items()}
 
+    rings = _groups(by_pair, weights, threshold=policy.ring_link_threshold, policy=policy, level=CERTAIN)
+    if policy.likely_link_threshold < policy.ring_link_threshold:
+        taken = {member for ring in rings for member in ring.members}
+        rest = {pair: weight for pair, weight in weights.items() if pair[0] not in taken and pair[1] not in taken}
+        rings += _groups(by_pair, rest, threshold=policy.likely_link_threshold, policy=policy, level=LIKELY)
+    return sorted(rings, key=lambda ring: (-ring.score, ring.members))
+
+
+def _groups(
+    by_pair: dict[tuple[int, int], list[Link]],
+    weights: dict[tuple[int, int], float],
+    *,
+    threshold: float,
+    policy: LinkingPolicy,
+    level: str,
+) -> list[RingCandidate]:
+    """The connected groups of the pairs in `weights` at `threshold` or above whose score reaches
+    `ring_score_threshold`, each with every link between two of its members."""
     parent: dict[int, int] = {}
 
     def root(node: int) -> int:
@@ -52,7 +72,7 @@ def rings_from_links(links: Iterable[Link], *, policy: LinkingPolicy) -> list[Ri
             node = parent[node]
         return node
 
-    connecting = sorted(pair for pair, weight in weights.items() if weight >= policy.ring_link_threshold)
+    connecting = sorted(pair for pair, weight in weights.items() if weight >= threshold)
     for low, high in connecting:
         low_root, high_root = root(low), root(high)
         if low_root != high_root:
@@ -75,11 +95,11 @@ def rings_from_links(links: Iterable[Link], *, policy: LinkingPolicy) -> list[Ri
         if score < policy.ring_score_threshold:
             continue
         group_links = sorted(links_by_group[group_root], key=lambda link: (link.low, link.high, link.signal))
-        rings.append(RingCandidate(members=tuple(members), links=tuple(group_links), score=score))
-    return sorted(rings, key=lambda ring: (-ring.score, ring.members))
+        rings.append(RingCandidate(members=tuple(members), links=tuple(group_links), score=score, level=level))
+    return rings
 
 
 def signup_rings(facts: Sequence[SignupFact], *, policy: LinkingPolicy) -> list[RingCandidate]:
-    """The sign-up rings among `facts`: `rings_from_links(signup_links(facts))`. A caller that also stores the
-    links can compute them once and call `rings_from_links` itself."""
+    """The sign-up rings among `facts`, certain and likely: `rings_from_links(signup_links(facts))`. A caller that
+    also stores the links can compute them once and call `rings_from_links` itself."""
     return rings_from_links(signup_links(facts, policy=policy), policy=policy)

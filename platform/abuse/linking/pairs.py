@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from abuse.linking.records import Link, LinkingPolicy, SignupFact
@@ -21,6 +22,9 @@ from abuse.linking.weights import (
     SAME_IP_FAR_WEIGHT,
     SAME_SUBNET,
     SAME_USER_AGENT_BURST,
+    SCRIPTED_BURST_PRIVATE_DOMAIN_WEIGHT,
+    SCRIPTED_BURST_WEIGHT,
+    SCRIPTED_CLIENT_WEIGHT,
     SIGNUP_BURST,
     WEIGHTS,
 )
@@ -54,9 +58,9 @@ def _candidate_pairs(signups: list[SignupFeatures], policy: LinkingPolicy) -> se
             groups[(SAME_USER_AGENT_BURST, signup.user_agent)].append(index)
         if signup.mailbox is not None:
             groups[("mailbox", signup.mailbox)].append(index)
-        if signup.stem is not None:
+        if signup.template is not None:
             kind = "shared_pattern" if signup.shared_domain else "pattern"
-            groups[(kind, signup.stem, signup.domain)].append(index)
+            groups[(kind, signup.template, signup.domain)].append(index)
         if signup.disposable:
             groups[(DISPOSABLE_DOMAIN,)].append(index)
         if signup.card is not None:
@@ -86,18 +90,37 @@ def _candidate_pairs(signups: list[SignupFeatures], policy: LinkingPolicy) -> se
     return pairs
 
 
-def _bursts(signups: list[SignupFeatures], policy: LinkingPolicy) -> dict[int, tuple[str, int, timedelta]]:
-    """Mark the sign-ups that are part of a burst: at least `burst_size` from one network, or with addresses on one
-    company's domain, within `burst_window`. Returns each burst's description (where from, how many, over how
-    long) by id; each sign-up's `segments` lists the bursts it is in."""
-    groups: dict[str, list[int]] = defaultdict(list)
+@dataclass(frozen=True)
+class Burst:
+    """Sign-ups that came together: `size` of them `place` (from a network, with addresses on one company's
+    domain, or from a network by one scripted client) over `span`."""
+
+    place: str
+    size: int
+    span: timedelta
+    scripted: bool  # every one of them sent by one non-browser client
+
+
+def _bursts(signups: list[SignupFeatures], policy: LinkingPolicy) -> dict[int, Burst]:
+    """Mark the sign-ups that are part of a burst: at least `burst_size` from one network, with addresses on one
+    company's domain, or from one network by one scripted client, within `burst_window`. Returns each burst by id;
+    each sign-up's `segments` lists the bursts it is in."""
+    # (where, the program's full user agent or "" for any client) -> sign-ups, in time order
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for index, signup in enumerate(signups):
         if signup.network is not None:
-            groups[f"from {signup.network}"].append(index)
+            groups[(f"from {signup.network}", "")].append(index)
+            if signup.scripted_client:
+                # A burst of its own, so that sign-ups of other clients from the same network (an office beside a
+                # hosting range, a campus) neither hide it nor are counted in it.
+                groups[(f"from {signup.network}", signup.user_agent)].append(index)
         if signup.domain is not None and not signup.shared_domain:
-            groups[f"with addresses on {signup.domain}"].append(index)
-    bursts: dict[int, tuple[str, int, timedelta]] = {}
-    for place, members in sorted(groups.items()):
+            groups[(f"with addresses on {signup.domain}", "")].append(index)
+    bursts: dict[int, Burst] = {}
+    for (place, program), members in sorted(groups.items()):
+        scripted = bool(program)
+        if scripted:
+            place += f" by one scripted client ({_agent(program)})"
         times = [signups[index].created_at for index in members]
         # Two pointers: every window that starts at `start` and holds `burst_size` sign-ups marks them all.
         # `marked` is how far marking has got, so that each sign-up is marked once: linear in the group's size.
@@ -121,7 +144,7 @@ def _bursts(signups: list[SignupFeatures], policy: LinkingPolicy) -> dict[int, t
             while position < len(members) and in_burst[position]:
                 position += 1
             burst_id = len(bursts)
-            bursts[burst_id] = (place, position - first, times[position - 1] - times[first])
+            bursts[burst_id] = Burst(place, position - first, times[position - 1] - times[first], scripted)
             for index in members[first:position]:
                 signups[index].segments.append(burst_id)
     return bursts
@@ -132,11 +155,12 @@ def _pair_links(
     b: SignupFeatures,
     *,
     policy: LinkingPolicy,
-    bursts: Mapping[int, tuple[str, int, timedelta]],
+    bursts: Mapping[int, Burst],
 ) -> Iterable[tuple[str, float, str]]:
     """Every signal two sign-ups share, as (signal, weight, evidence); `a` is the lower organization's."""
     gap = abs(b.created_at - a.created_at)
     within = _within(gap)
+    private_domain = a.domain is not None and a.domain == b.domain and not a.shared_domain
     if a.card is not None and a.card == b.card:
         yield SAME_CARD, WEIGHTS[SAME_CARD], f"both pay with the same card (Stripe fingerprint {a.card})"
     if a.mailbox is not None and a.mailbox == b.mailbox:
@@ -154,14 +178,20 @@ def _pair_links(
                 WEIGHTS[PLUS_ADDRESS],
                 f"{a.email} and {b.email} are one mailbox, {a.mailbox}, with different tags",
             )
-    elif a.stem is not None and (a.stem, a.domain) == (b.stem, b.domain) and a.number != b.number:
+    elif a.template is not None and (a.template, a.domain) == (b.template, b.domain) and a.numbers != b.numbers:
+        # One template filled with other numbers. Sharing a number proves nothing (`user1-x@` and `user1-y@` are
+        # two schemes' first accounts); sharing the template with another number is the naming of one scheme.
         if not a.shared_domain:
-            yield EMAIL_PATTERN, WEIGHTS[EMAIL_PATTERN], f"numbered addresses on {a.domain}: {a.email}, {b.email}"
+            yield (
+                EMAIL_PATTERN,
+                WEIGHTS[EMAIL_PATTERN],
+                f"numbered addresses on {a.domain}, one template ({a.template_shown}): {a.email}, {b.email}",
+            )
         elif gap <= policy.shared_domain_pattern_window:
             yield (
                 EMAIL_PATTERN,
                 EMAIL_PATTERN_SHARED_DOMAIN_WEIGHT,
-                f"numbered addresses on {a.domain} {within}: {a.email}, {b.email}",
+                f"numbered addresses on {a.domain} {within}, one template ({a.template_shown}): {a.email}, {b.email}",
             )
     if a.ip is not None and a.ip == b.ip:
         if gap <= policy.ip_window:
@@ -172,14 +202,19 @@ def _pair_links(
         # Sign-ups from one address are SAME_IP's; counting them here too would count one fact twice.
         yield SAME_SUBNET, WEIGHTS[SAME_SUBNET], f"both signed up from {a.network} {within} ({a.ip}, {b.ip})"
     if a.user_agent and a.user_agent == b.user_agent and gap <= policy.user_agent_window:
-        agent = a.user_agent
-        if len(agent) > EVIDENCE_USER_AGENT_CHARS:
-            agent = agent[: EVIDENCE_USER_AGENT_CHARS - 1] + "…"
-        yield (
-            SAME_USER_AGENT_BURST,
-            WEIGHTS[SAME_USER_AGENT_BURST],
-            f"both signed up with the same user agent {within} ({agent})",
-        )
+        if a.scripted_client:
+            yield (
+                SAME_USER_AGENT_BURST,
+                SCRIPTED_CLIENT_WEIGHT,
+                f"both signed up with the same user agent {within} ({_agent(a.user_agent)}), a program's, not a"
+                " browser's",
+            )
+        else:
+            yield (
+                SAME_USER_AGENT_BURST,
+                WEIGHTS[SAME_USER_AGENT_BURST],
+                f"both signed up with the same user agent {within} ({_agent(a.user_agent)})",
+            )
     if a.disposable and b.disposable and gap <= policy.burst_window:
         yield (
             DISPOSABLE_DOMAIN,
@@ -187,15 +222,27 @@ def _pair_links(
             f"both used disposable email domains {within} ({a.domain}, {b.domain})",
         )
     if a.segments and b.segments and gap <= policy.burst_window:
-        # The first burst they share (by id: networks before domains, each in name order) is the one described.
         shared = sorted(set(a.segments) & set(b.segments))
         if shared:
-            place, size, span = bursts[shared[0]]
-            yield (
-                SIGNUP_BURST,
-                WEIGHTS[SIGNUP_BURST],
-                f"both among {size} sign-ups {place} {_within(span)}",
-            )
+            # A burst of one scripted client says more than one of many; between equals the first by id (in
+            # place order) is described, so the evidence never depends on the order the pairs were found in.
+            burst = next((bursts[i] for i in shared if bursts[i].scripted), bursts[shared[0]])
+            evidence = f"both among {burst.size} sign-ups {burst.place} {_within(burst.span)}"
+            if not burst.scripted:
+                weight = WEIGHTS[SIGNUP_BURST]
+            elif private_domain:
+                weight = SCRIPTED_BURST_PRIVATE_DOMAIN_WEIGHT
+                evidence += f", both with addresses on {a.domain}, not a webmail provider"
+            else:
+                weight = SCRIPTED_BURST_WEIGHT
+            yield SIGNUP_BURST, weight, evidence
+
+
+def _agent(user_agent: str) -> str:
+    """A user-agent string as evidence quotes it: long ones shortened."""
+    if len(user_agent) > EVIDENCE_USER_AGENT_CHARS:
+        return user_agent[: EVIDENCE_USER_AGENT_CHARS - 1] + "…"
+    return user_agent
 
 
 def _within(gap: timedelta) -> str:

@@ -7,6 +7,11 @@ from datetime import datetime, timedelta
 
 # --- Data ----------------------------------------------------------------------------------------------------------
 
+# How sure a ring is. Both are scored as one actor; only a certain ring freezes its members for one member's own
+# conduct (see `abuse.risk`).
+CERTAIN = "certain"
+LIKELY = "likely"
+
 
 @dataclass(frozen=True)
 class SignupFact:
@@ -38,6 +43,7 @@ class RingCandidate:
     members: tuple[int, ...]  # sorted organization ids, at least two
     links: tuple[Link, ...]  # every link between two members, sorted
     score: float  # 0..100, see `ring_score`
+    level: str = CERTAIN  # CERTAIN: held together by links of `ring_link_threshold`; LIKELY: of the likely one
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,17 @@ class LinkingPolicy:
     lookback: int = 4
     # A pair is connected when its combined weight reaches this: any strong signal alone, weak ones only together.
     ring_link_threshold: float = 0.5
+    # A likely ring's pairs need only this: the evidence a ring has before it is certain, like one script's sign-ups
+    # from one /24 that are too slow to be a burst (0.475). Its merged traffic is scored from then on, so that a ring
+    # is frozen as a ring before its copy is any good rather than once its sign-ups have proven it. Above every
+    # honest crowd measured (a class from one /24 in one burst, all on one browser: 0.43; numbered strangers on
+    # gmail.com with one browser: 0.43) and above a lone shared-provider pattern (0.4), which millions of strangers
+    # meet. Organizations of a certain ring are never part of a likely one. At or above `ring_link_threshold`,
+    # there are no likely rings.
+    likely_link_threshold: float = 0.45
     # A group is a ring when its score reaches this: a lone pair needs a combined weight of 0.6 (mid-strength
     # evidence between two accounts is routinely a coincidence), any group of three or more connected pairs does.
+    # A likely ring needs the same score from its weaker links: four accounts or more at 0.45-0.5.
     ring_score_threshold: float = 60.0
 
     def __post_init__(self) -> None:
@@ -86,5 +101,7 @@ class LinkingPolicy:
             raise ValueError("lookback must be at least 1")
         if not 0 < self.ring_link_threshold <= 1:
             raise ValueError("ring_link_threshold must be in (0, 1]")
+        if not 0 < self.likely_link_threshold <= 1:
+            raise ValueError("likely_link_threshold must be in (0, 1]")
         if not 0 <= self.ring_score_threshold <= 100:
             raise ValueError("ring_score_threshold must be in [0, 100]")

@@ -1,4 +1,4 @@
-"""The features of one sign-up the signals compare: its network, mailbox and naming pattern."""
+"""The features of one sign-up the signals compare: its network, mailbox, naming template and client."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from collections.abc import Callable
 
 from abuse.linking.records import SignupFact
 from abuse.linking.weights import (
+    DIGITS,
     FREE_MAIL_DOMAINS,
     IPV4_PREFIX,
     IPV6_PREFIX,
     MIN_PATTERN_STEM,
-    STEM_SEPARATORS,
-    TRAILING_NUMBER,
+    NUMBER_IN_LOCAL_PART,
+    NUMBER_PLACEHOLDER,
     UNLINKABLE_V4,
     UNLINKABLE_V6,
+    is_scripted_client,
 )
 from accounts.emails import (
     DOMAIN_ALIASES,
@@ -39,11 +41,13 @@ class SignupFeatures:
         "ip",
         "mailbox",
         "network",
-        "number",
+        "numbers",
         "organization_id",
+        "scripted_client",
         "segments",
         "shared_domain",
-        "stem",
+        "template",
+        "template_shown",
         "untagged_local",
         "user_agent",
     )
@@ -54,10 +58,12 @@ class SignupFeatures:
         self.organization_id = fact.organization_id
         self.created_at = fact.created_at
         self.user_agent = (fact.user_agent or "").strip()
+        self.scripted_client = is_scripted_client(self.user_agent)
         self.card = (fact.card_fingerprint or "").strip() or None
         self.ip, self.network = _linkable_address(fact.ip_address)
         self.email = fact.email.strip()
-        self.domain = self.mailbox = self.untagged_local = self.stem = self.number = None
+        self.domain = self.mailbox = self.untagged_local = self.template = self.template_shown = None
+        self.numbers: tuple[str, ...] = ()
         self.shared_domain = self.disposable = False
         try:
             local, domain = split_email(self.email)
@@ -72,7 +78,7 @@ class SignupFeatures:
             self.mailbox = f"{box}@{domain}"
             self.disposable = disposable(domain)
             self.shared_domain = domain in FREE_MAIL_DOMAINS or self.disposable
-            self.stem, self.number = _pattern_of(box)
+            self.template, self.template_shown, self.numbers = _pattern_of(box)
         # Ids of the bursts (see `_bursts`) this sign-up is part of.
         self.segments: list[int] = []
 
@@ -116,12 +122,21 @@ def _untagged_local(local: str, domain: str) -> str:
     return base or local
 
 
-def _pattern_of(box: str) -> tuple[str | None, str | None]:
-    """The stem and trailing number of a mailbox's local part: `user17` -> ("user", "17"), `john` -> ("john", "");
-    (None, None) when the stem is too short or has no letter to be a naming scheme."""
-    match = TRAILING_NUMBER.match(box)
-    stem, number = (match.group(1), match.group(2)) if match else (box, "")
-    stem = stem.rstrip(STEM_SEPARATORS)  # `user.1`, `user_2` and `user3` are one scheme
-    if len(stem) < MIN_PATTERN_STEM or not any(char.isalpha() for char in stem):
-        return None, None
-    return stem, number
+def _pattern_of(box: str) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """A mailbox's local part as a naming template and the numbers that fill it, wherever they are:
+    `user17` -> ("user{n}", "user{n}", ("17",)), `user1-x` -> ("user{n}x", "user{n}-x", ("1",)). The first is what
+    two sign-ups must share (separators around a number are its punctuation: `user.1`, `user_2`, `user3` are one
+    template), the second is how evidence shows it. A name without a number is its scheme's first, unnumbered
+    member: `john` -> ("john{n}", "john{n}", ("",)), so that `john@` and `john2@` share a template. (None, None, ())
+    when what is left besides the numbers is too short or has no letter to be a naming scheme."""
+    numbers = tuple(DIGITS.findall(box))
+    if numbers:
+        template = NUMBER_IN_LOCAL_PART.sub(NUMBER_PLACEHOLDER, box)
+        shown = DIGITS.sub(NUMBER_PLACEHOLDER, box)
+    else:
+        template = shown = box + NUMBER_PLACEHOLDER
+        numbers = ("",)
+    literal = template.replace(NUMBER_PLACEHOLDER, "")
+    if len(literal) < MIN_PATTERN_STEM or not any(char.isalpha() for char in literal):
+        return None, None, ()
+    return template, shown, numbers

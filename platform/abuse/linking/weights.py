@@ -60,11 +60,13 @@ WEIGHTS: Mapping[str, float] = MappingProxyType(
         # people share one, so it only supports other evidence.
         SAME_SUBNET: 0.25,
         # Several sign-ups from one network (or one company domain) within minutes: scripted sign-ups look like
-        # this, but so does a classroom or a team onboarding together.
+        # this, but so does a classroom or a team onboarding together. A burst of one scripted client weighs more:
+        # SCRIPTED_BURST_WEIGHT, SCRIPTED_BURST_PRIVATE_DOMAIN_WEIGHT.
         SIGNUP_BURST: 0.2,
-        # The same user-agent string within minutes: most people run the same current Chrome, so this is barely
-        # evidence; a scripted client with an unusual string adds to the rest.
-        SAME_USER_AGENT_BURST: 0.15,
+        # The same browser's user-agent string within minutes: barely evidence. Browsers now report a reduced
+        # string (Chrome: one string per major version and platform), so every student of a lab and most of an
+        # office send the very same one. A scripted client's string is another matter: SCRIPTED_CLIENT_WEIGHT.
+        SAME_USER_AGENT_BURST: 0.05,
         # Both on throwaway domains within a burst window: wanting no traceable address is suspicious, but a
         # disposable domain is shared by every user of that service and says nothing about who.
         DISPOSABLE_DOMAIN: 0.15,
@@ -76,6 +78,23 @@ WEIGHTS: Mapping[str, float] = MappingProxyType(
 EMAIL_PATTERN_SHARED_DOMAIN_WEIGHT = 0.4
 # SAME_IP's weight at the far end of `ip_window`.
 SAME_IP_FAR_WEIGHT = 0.3
+
+# --- Joint readings: what a fraud team sees in signals that come together ------------------------------------------
+# Noisy-OR treats signals as independent coincidences, which they are not: an organization's people share its
+# domain, its network and, through its IT department, its browser build, all at once. What an office, a classroom
+# or a team onboarding never shows is a client that is not a browser (nobody fills in a sign-up form with
+# python-requests), so the weights below read the signals together with the client that sent them.
+#
+# The same non-browser client (`is_scripted_client`) within minutes: a script's. Alone it is no link (0.3), with
+# the same /24 it reaches the likely-ring level (0.475; see `LinkingPolicy.likely_link_threshold`).
+SCRIPTED_CLIENT_WEIGHT = 0.3
+# SIGNUP_BURST's weight when the burst is `burst_size` sign-ups from one network by one non-browser client: one
+# script opening accounts in a row. With the /24 every pair of the burst shares, a pair reaches 0.51, a ring.
+SCRIPTED_BURST_WEIGHT = 0.35
+# ...and when both addresses are on one domain that is not a webmail provider: a private domain shared by no crowd
+# of strangers, whose accounts one script opens from one network within minutes, is one operator's (0.7375 with
+# the /24 and the client). A shared webmail domain says nothing of the kind, so it adds nothing.
+SCRIPTED_BURST_PRIVATE_DOMAIN_WEIGHT = 0.5
 
 # Ring score: the mean weight of the links holding a group together, then each member beyond two removes this
 # share of the remaining doubt (see `ring_score`).
@@ -160,11 +179,49 @@ UNLINKABLE_V6 = tuple((int(n.netmask), int(n.network_address)) for n in UNLINKAB
 IPV4_PREFIX = 24
 IPV6_PREFIX = 64
 
-# A stem must have this many characters (and a letter) to be a pattern: `a1@`, `a2@` or `12@`, `13@` are too
-# short to be anyone's naming scheme.
+# A template must keep this many characters besides its numbers and separators (and a letter) to be a pattern:
+# `a1@`, `a2@` or `12@`, `13@` are too short to be anyone's naming scheme.
 MIN_PATTERN_STEM = 3
 # User-agent strings are long; evidence quotes this much.
 EVIDENCE_USER_AGENT_CHARS = 120
 
-TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
-STEM_SEPARATORS = "._-"
+# A numbered address's template: the local part with each run of digits (and the separators around it, the
+# number's own punctuation: `user.1`, `user_2`, `user-3`) as a placeholder, wherever it is. `user1-x` and
+# `user2-x` share `user{n}x`; `user1-x` and `user1-y` do not, whatever number they share.
+NUMBER_IN_LOCAL_PART = re.compile(r"[._-]*\d+[._-]*")
+DIGITS = re.compile(r"\d+")
+NUMBER_PLACEHOLDER = "{n}"
+
+# Browsers send "Mozilla/5.0 (platform) engine ..."; anything else on a sign-up form is a program (an HTTP library,
+# curl), and so is a browser that says it is driven by one. Deliberately lenient, so that no honest browser is ever
+# taken for a program: a string that merely looks like a browser's counts as one. A script that sends a browser's
+# string is then read like a lab's browsers, and its naming, a likely ring or its traffic must give it away.
+BROWSER_PREFIX = "mozilla/5.0 ("
+AUTOMATION_MARKERS = (
+    "headless",
+    "phantomjs",
+    "selenium",
+    "webdriver",
+    "puppeteer",
+    "playwright",
+    "python",
+    "curl/",
+    "wget/",
+    "okhttp",
+    "go-http-client",
+    "java/",
+    "libwww",
+    "scrapy",
+    "node-fetch",
+    "axios/",
+)
+
+
+def is_scripted_client(user_agent: str) -> bool:
+    """Whether a (non-empty) user-agent string is a program's rather than a browser's: `python-requests/2.32.3`,
+    `curl/8.5.0`, `Mozilla/5.0 (X11; Linux x86_64) ... HeadlessChrome/131.0.0.0 ...` are; every other string that
+    starts like a browser's is not."""
+    agent = user_agent.strip().lower()
+    if not agent:
+        return False
+    return not agent.startswith(BROWSER_PREFIX) or any(marker in agent for marker in AUTOMATION_MARKERS)

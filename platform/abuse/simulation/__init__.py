@@ -1,8 +1,10 @@
-"""Simulated API traffic, honest and hostile, answered by the real demo model: the test bed of the extraction scorer.
+"""Simulated API traffic, honest and hostile, answered by a served model: the test bed of the extraction scorer.
 
 Every generator is deterministic for its `seed` and returns the calls one API key would make, in time order, with
-the answers the public API would serve: the defended demo model's logits through `serving.defenses.apply_defenses`
-with the tier's defenses (the same pure function the prediction view calls). The simulation has its own fixed
+the answers the public API would serve: the model's logits through `serving.defenses.apply_defenses` with the
+tier's defenses (the same pure function the prediction view calls). The model is a `SimulatedModel` (any schema:
+its public variant's logits and its natural data; `SimulatedModel.from_data` builds one for any registered model)
+and defaults to the defended digits demo. The simulation has its own fixed
 noise and watermark secrets, not the server's: the exact noisy answers differ from production's, their statistics
 do not.
 
@@ -12,8 +14,9 @@ Who is simulated:
   one-pixel shift, a little stroke-intensity change and noise, so that a copy differs from its original as another
   writer's digit would), sent in sessions of a few calls a minute with random gaps and batch sizes, with a few
   honest mistakes and the odd retried batch.
-- `uniform_random_attacker`, `boundary_prober`, `perturbation_walker`: the synthetic-query extraction attacks
-  (Tramèr et al. 2016; Papernot et al. 2017; Juuti et al. 2019) at the tier's maximum allowed pace.
+- `uniform_random_attacker`, `boundary_prober`, `interpolation_prober`, `perturbation_walker`: the
+  synthetic-query extraction attacks (Tramèr et al. 2016; Papernot et al. 2017; Juuti et al. 2019) at the tier's
+  maximum allowed pace, in the model's own units.
 - `natural_data_retrainer`: an attacker who owns natural digits and labels them through the API (Knockoff-style
   retraining); per input indistinguishable from honest use. `sybil_ring` splits it, or any other strategy, over
   several accounts.
@@ -26,6 +29,7 @@ at most the latest 5,000 inputs), to find how many queries an attack needs to re
 
 from abuse.simulation.attackers import (
     boundary_prober,
+    interpolation_prober,
     natural_data_retrainer,
     perturbation_walker,
     recon_then_attack,
@@ -39,14 +43,25 @@ from abuse.simulation.served import (
     RECON_ERRORS,
     TIERS,
     SimulatedCall,
+    SimulatedModel,
     TierPace,
     answer,
+    as_simulated,
+    breast_cancer_model,
     demo_model,
+    digits_model,
     digits_split,
     natural_digits,
     reference_profile,
 )
-from abuse.simulation.windows import ProgressPoint, merge_streams, queries_to_reach, risk_progression, window_from_calls
+from abuse.simulation.windows import (
+    ProgressPoint,
+    merge_streams,
+    queries_to_freeze,
+    queries_to_reach,
+    risk_progression,
+    window_from_calls,
+)
 
 __all__ = [
     "HONEST_ERRORS",
@@ -54,16 +69,22 @@ __all__ = [
     "TIERS",
     "ProgressPoint",
     "SimulatedCall",
+    "SimulatedModel",
     "TierPace",
     "answer",
+    "as_simulated",
     "boundary_prober",
+    "breast_cancer_model",
     "demo_model",
+    "digits_model",
     "digits_split",
     "honest_user",
+    "interpolation_prober",
     "merge_streams",
     "natural_data_retrainer",
     "natural_digits",
     "perturbation_walker",
+    "queries_to_freeze",
     "queries_to_reach",
     "recon_then_attack",
     "reference_profile",

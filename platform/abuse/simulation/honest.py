@@ -1,4 +1,4 @@
-"""Honest customers: natural digits at a human, irregular pace, with the odd mistake."""
+"""Honest customers: the model's natural inputs at a human, irregular pace, with the odd mistake."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from abuse.simulation.served import (
     HONEST_ERROR_WEIGHTS,
     HONEST_ERRORS,
     SimulatedCall,
+    SimulatedModel,
     answer,
-    demo_model,
+    as_simulated,
     error_call,
-    natural_digits,
 )
 from serving.ml.mlp import MLPWeights
 
@@ -24,7 +24,7 @@ def honest_user(
     seed: int,
     calls: int,
     tier: str = "free",
-    model: MLPWeights | None = None,
+    model: SimulatedModel | MLPWeights | None = None,
     calls_per_minute: float = 3.0,
     batch: tuple[int, int] | None = None,
     session_calls: tuple[int, int] = (10, 80),
@@ -33,7 +33,8 @@ def honest_user(
     retry_rate: float = 0.03,
     integration_errors: bool = True,
 ) -> list[SimulatedCall]:
-    """An honest application: `calls` API calls of natural digits (see `natural_digits`).
+    """An honest application: `calls` API calls of the model's natural inputs (`SimulatedModel.natural`; default
+    model: the defended digits demo).
 
     Pace: sessions of `session_calls` calls separated by idle gaps (exponential, mean `idle_minutes`); within a
     session Poisson arrivals at `calls_per_minute`; batch sizes uniform in `batch` (default 1..the tier's maximum).
@@ -43,7 +44,8 @@ def honest_user(
     `retry_rate` a call re-sends the previous batch (a client retry)."""
     rng = np.random.default_rng(seed)
     pace = tier_pace(tier)
-    model = model if model is not None else demo_model()
+    model = as_simulated(model)
+    width = model.schema.n_features
     low, high = batch or (1, pace.max_batch)
     quota = Quota(pace)
     out: list[SimulatedCall] = []
@@ -52,7 +54,7 @@ def honest_user(
         for kind in ["predict:invalid_input"] * int(rng.integers(0, 3)) + ["unknown:not_found"] * int(
             rng.random() < 0.3
         ):
-            out.append(error_call(at, kind))
+            out.append(error_call(at, kind, width))
             at += float(rng.exponential(30.0))
     session_left = int(rng.integers(session_calls[0], session_calls[1] + 1))
     previous: np.ndarray | None = None
@@ -63,12 +65,12 @@ def honest_user(
         session_left -= 1
         at += float(rng.exponential(60.0 / calls_per_minute))
         if rng.random() < error_rate:
-            out.append(error_call(at, str(rng.choice(HONEST_ERRORS, p=HONEST_ERROR_WEIGHTS))))
+            out.append(error_call(at, str(rng.choice(HONEST_ERRORS, p=HONEST_ERROR_WEIGHTS)), width))
             continue
         if previous is not None and rng.random() < retry_rate:
             inputs = previous
         else:
-            inputs = natural_digits(rng, int(rng.integers(low, high + 1)))
+            inputs = model.natural(rng, int(rng.integers(low, high + 1)))
         at = quota.admit(at, inputs.shape[0])
         labels, confidences = answer(model, pace.defenses, inputs)
         out.append(SimulatedCall(at=at, inputs=inputs, labels=labels, confidences=confidences))

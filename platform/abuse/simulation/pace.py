@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from abuse.simulation.served import DAY_SECONDS, TIERS, SimulatedCall, TierPace, answer
-from serving.ml.mlp import MLPWeights
+from abuse.simulation.served import DAY_SECONDS, TIERS, SimulatedCall, SimulatedModel, TierPace, answer
 
 # --- Pace -------------------------------------------------------------------------------------------------------
 
@@ -41,7 +40,7 @@ def tier_pace(tier: str) -> TierPace:
         raise ValueError(f"unknown tier {tier!r}; simulated tiers: {', '.join(TIERS)}") from None
 
 
-# A batch generator: (rng, size, the answers to its previous batch or None) -> canonical inputs (size, 64).
+# A batch generator: (rng, size, the answers to its previous batch or None) -> canonical inputs (size, d).
 Strategy = Callable[[np.random.Generator, int, tuple[list[str], list[float]] | None], np.ndarray]
 
 
@@ -51,7 +50,7 @@ def run_attack(
     rng: np.random.Generator,
     queries: int,
     tier: TierPace,
-    model: MLPWeights,
+    model: SimulatedModel,
     start_at: float = 0.0,
     batch: int | None = None,
 ) -> list[SimulatedCall]:

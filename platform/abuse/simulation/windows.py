@@ -44,7 +44,8 @@ def window_from_calls(
         confidences = np.array([c for call in ok for c in call.confidences], dtype=np.float64)
         times = np.concatenate([np.full(call.inputs.shape[0], epoch + call.at) for call in ok])
     else:
-        inputs, labels = no_inputs(), np.array([], dtype=str)
+        width = recent[0].inputs.shape[1] if recent else calls[0].inputs.shape[1] if calls else 64
+        inputs, labels = no_inputs(width), np.array([], dtype=str)
         confidences, times = np.zeros(0), np.zeros(0)
     total = int(inputs.shape[0])
     if total > max_inputs:
@@ -77,6 +78,7 @@ def risk_progression(
     normal_volume: float,
     every: int = 100,
     accounts: int = 1,
+    n_classes: int = len(CLASS_LABELS),
     stop_at_score: int | None = None,
 ) -> list[ProgressPoint]:
     """Score the stream after every `every` inputs (at the first call that reaches each multiple), over the
@@ -87,7 +89,7 @@ def risk_progression(
         sent += call.inputs.shape[0]
         if sent < next_mark:
             continue
-        window = window_from_calls(calls[: i + 1], accounts=accounts)
+        window = window_from_calls(calls[: i + 1], accounts=accounts, n_classes=n_classes)
         result = extraction_risk(window, profile, normal_volume=normal_volume)
         points.append(ProgressPoint(queries=sent, at=call.at, result=result))
         while next_mark <= sent:
@@ -100,3 +102,30 @@ def risk_progression(
 def queries_to_reach(points: Sequence[ProgressPoint], score: int) -> int | None:
     """The inputs sent when the score first reached `score`, or None if it never did."""
     return next((point.queries for point in points if point.result.score >= score), None)
+
+
+def queries_to_freeze(
+    points: Sequence[ProgressPoint],
+    *,
+    throttle_score: int,
+    freeze_score: int,
+    clear_score: int,
+    persistence_inputs: int,
+) -> int | None:
+    """The inputs sent when the pipeline would freeze the stream (None: never within it): at the first score at or
+    above `freeze_score`, or, once a score reached `throttle_score` (the throttle), at the first score still at the
+    throttle level `persistence_inputs` or more inputs later; a score below `clear_score` lifts the throttle, and
+    the count starts again at the next one (`abuse.risk`)."""
+    throttled_at: int | None = None
+    for point in points:
+        score = point.result.score
+        if score >= freeze_score:
+            return point.queries
+        if throttled_at is not None and score < clear_score:
+            throttled_at = None
+        if score >= throttle_score:
+            if throttled_at is None:
+                throttled_at = point.queries
+            elif point.queries - throttled_at >= persistence_inputs:
+                return point.queries
+    return None

@@ -449,3 +449,32 @@ def test_a_model_with_no_defended_version_is_served_full_to_the_public_tiers_thr
     querylog_flush()
     records = QueryLog.objects.filter(model_slug="breast-cancer")
     assert [(r.variant, r.batch_size, r.input_row_bytes) for r in records] == [("full", 2, 60)]
+
+
+def test_a_throttled_organization_is_answered_the_label_only_until_the_throttle_is_lifted(
+    django_capture_on_commit_callbacks,
+):
+    from serving.quotas.services import organization_set_throttle_factor
+
+    organization = member(organization=OrganizationFactory(tier=Tier.objects.get(code="enterprise")))
+    organization = organization.membership.organization
+    key = raw_key_for(organization)
+    inputs = natural_inputs(4, seed=3)
+    full = orjson.loads(predict(key, inputs).content)["predictions"]
+    assert all(set(answer) == {"label", "confidence", "probabilities"} for answer in full)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        organization_set_throttle_factor(organization=organization, factor=0.25, reason="risk", actor="abuse jobs")
+    response = predict(key, inputs)
+
+    # What it keeps receiving while it is watched teaches a copy as little as the API can: the labels alone.
+    assert response.status_code == 200 and response["X-Moat-Answers"] == "label-only"
+    assert orjson.loads(response.content)["predictions"] == [{"label": answer["label"]} for answer in full]
+    querylog_flush()
+    # The record keeps the confidence the tier serves, which the abuse jobs go on scoring.
+    assert QueryLog.objects.order_by("created_at", "pk").last().confidences == [a["confidence"] for a in full]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        organization_set_throttle_factor(organization=organization, factor=1.0, reason="", actor="abuse jobs")
+    restored = predict(key, inputs)
+    assert "X-Moat-Answers" not in restored and orjson.loads(restored.content)["predictions"] == full

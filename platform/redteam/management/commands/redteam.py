@@ -1,7 +1,9 @@
-"""`manage.py redteam --base-url URL [--budget N] [--accounts K] [--report DIR] [--days N]`: attack a running Moat
-over HTTP the way a model thief would, measure what the copies are worth, write a report and store the summary
-(the console's cost to clone reads the latest). `--record FILE` stores a summary.json written by a run elsewhere
-(e.g. `make redteam`'s own platform) without attacking anything.
+"""`manage.py redteam --base-url URL [--budget N] [--accounts K] [--report DIR] [--days N] [--model SLUG ...]`:
+attack a running Moat over HTTP the way a model thief would, measure what the copies are worth, write a report and
+store the summary (the console's cost to clone reads the latest). Beside the digits campaigns, the attacks that fit
+each model's kind (`redteam.model_kinds`) run against every model `--model` names (default: every active model of
+a kind they fit), each with its own section in the report. `--record FILE` stores a summary.json written by a run
+elsewhere (e.g. `make redteam`'s own platform) without attacking anything.
 
 Run it with the attacked platform's own settings: its database holds the registry (the full model the copies are
 measured against), the tiers' prices and the stored runs; its WATERMARK_SECRET decides the watermark verdict; and
@@ -41,6 +43,14 @@ class Command(BaseCommand):
         parser.add_argument("--max-minutes", type=float, default=30.0, help="Stop every campaign after this long.")
         parser.add_argument("--seed", type=int, default=None, help="Seed of the attackers' choices (random).")
         parser.add_argument("--record", type=Path, default=None, help="Only store this summary.json.")
+        parser.add_argument(
+            "--model",
+            action="append",
+            dest="models",
+            default=None,
+            help="A model to run the model-kind campaigns against (repeatable; default: every active model of a "
+            "kind they fit: linear or tree).",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["record"] is not None:
@@ -64,6 +74,7 @@ class Command(BaseCommand):
                 mail_dir=options["mail_dir"] or Path(settings.EMAIL_FILE_PATH),
                 max_minutes=options["max_minutes"],
                 seed=options["seed"],
+                models=options["models"],
                 progress=lambda line: self.stdout.write(line),
             )
         except (ClientError, RuntimeError) as exc:

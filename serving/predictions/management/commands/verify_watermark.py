@@ -1,4 +1,4 @@
-"""`manage.py verify_watermark (--csv FILE | --url URL --api-key KEY) --model SLUG [--probe-count N] [--json]`:
+"""`manage.py verify_watermark (--csv FILE | --url URL --api-key KEY [--from-organization ID]) --model SLUG [--json]`:
 is a suspect model a copy trained on our watermarked answers? Works for any registered model.
 
 Two ways to get the suspect's answers:
@@ -13,9 +13,11 @@ Two ways to get the suspect's answers:
   `{"inputs": [...]}`, batches of at most `--batch-size`, `Authorization: Bearer KEY`), reading
   `predictions[i].label`. We send `--probe-count` inputs in watermark regions
   (`serving.watermark.watermark_probe_inputs`): variations of `--inputs FILE` (a CSV of inputs as above, e.g. the
-  inputs the suspect's key sent us, or the public data set a thief would start from) when given, else of the
-  model's own reference data. A copy only shows our watermark where it learned our answers, so the inputs a thief
-  asked make the strongest probes.
+  inputs the suspect's key sent us, or the public data set a thief would start from) when given, or of the inputs
+  `--from-organization ID` was answered (its query log: the organization suspected of making the copy), else of
+  the model's own reference data. A copy only shows our watermark where it learned our answers, so the inputs a
+  thief asked make the strongest probes: a boundary prober's copy, which learned from interpolations between
+  natural inputs, is proven from its own inputs where probes of natural inputs miss it.
 
 Our own labels come from the active model of `--variant` (default `full`); the regions from the model's reference
 data and `settings.WATERMARK_SECRET`; `--fraction` must be the watermark fraction the suspect's tier was served
@@ -262,6 +264,30 @@ def format_summary(result: WatermarkVerification, *, model_slug: str, variant: s
     )
 
 
+# The latest logged inputs of a suspect organization the probes start from (enough for any probe count).
+MAX_LOGGED_INPUTS = 50_000
+
+
+def probe_base(options: dict, ours: ModelUnderTest) -> np.ndarray:
+    """The canonical inputs the probes start from: `--inputs`, `--from-organization`'s logged inputs, or the model's
+    reference data. Raises CommandError when the organization sent none the log still holds."""
+    if options["inputs"] is not None:
+        return read_input_csv(options["inputs"], ours.schema)
+    if options["from_organization"] is None:
+        return ours.reference
+    from serving.predictions.selectors import organization_logged_inputs
+
+    logged = organization_logged_inputs(
+        organization_id=options["from_organization"], model_slug=ours.slug, schema=ours.schema, limit=MAX_LOGGED_INPUTS
+    )
+    if logged.shape[0] == 0:
+        raise CommandError(
+            f"Organization {options['from_organization']} has no logged inputs of '{ours.slug}' (none sent, or"
+            " pruned by the retention job): probe from --inputs or the reference data instead."
+        )
+    return logged
+
+
 class Command(BaseCommand):
     help = "Test whether a suspect model (answers in a CSV, or a live API) was trained on our watermarked answers."
 
@@ -277,7 +303,14 @@ class Command(BaseCommand):
         parser.add_argument("--model", default=None, help="Our model's slug (and the suspect's, for --url).")
         parser.add_argument("--variant", default="full", choices=["full", "defended"], help="Our labels' model.")
         parser.add_argument("--probe-count", type=int, default=100, help="Watermark probes to send with --url.")
-        parser.add_argument("--inputs", type=Path, help="With --url: CSV of real inputs the probes start from.")
+        probes_from = parser.add_mutually_exclusive_group()
+        probes_from.add_argument("--inputs", type=Path, help="With --url: CSV of real inputs the probes start from.")
+        probes_from.add_argument(
+            "--from-organization",
+            type=int,
+            metavar="ID",
+            help="With --url: the probes start from the inputs this organization sent us (its query log).",
+        )
         parser.add_argument("--batch-size", type=int, default=MAX_BATCH, help="Inputs per request with --url.")
         parser.add_argument("--timeout", type=float, default=30.0, help="Seconds per request with --url.")
         parser.add_argument("--seed", type=int, default=0, help="Seed of the probe generator.")
@@ -314,7 +347,7 @@ class Command(BaseCommand):
             rows, suspect_labels = read_labelled_csv(options["csv"], ours.schema)
             source = str(options["csv"])
         else:
-            base = read_input_csv(options["inputs"], ours.schema) if options["inputs"] is not None else ours.reference
+            base = probe_base(options, ours)
             try:
                 rows = watermark_probe_inputs(
                     options["probe_count"],
