@@ -14,7 +14,7 @@ process keeps using its last copy of a key; a key it has never seen gets 503.
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import orjson
 import redis
@@ -67,6 +67,15 @@ def _snapshot_from_database(key_hash: str) -> ApiKeyContext | None:
     )
 
 
+_CONTEXT_FIELDS = frozenset(field.name for field in fields(ApiKeyContext))
+
+
+def _context(data: dict) -> ApiKeyContext:
+    # A snapshot written by another release (a rolling deploy) may carry a field this one does not know, or lack one
+    # it added with a default: read what both know rather than fail the request.
+    return ApiKeyContext(**{key: value for key, value in data.items() if key in _CONTEXT_FIELDS})
+
+
 def _encode(context: ApiKeyContext | None) -> bytes:
     return orjson.dumps(asdict(context) if context else {})
 
@@ -86,7 +95,7 @@ def _load(key_hash: str) -> ApiKeyContext | None:
         return cached[1] if cached is not None else _snapshot_from_database(key_hash)
     if raw is not None:
         data = orjson.loads(raw)
-        context = ApiKeyContext(**data) if data else None
+        context = _context(data) if data else None
     else:
         try:
             context = _snapshot_from_database(key_hash)

@@ -104,7 +104,13 @@ def _prediction(model: ServingModel) -> dict:
         "required": ["label"],
         "properties": {
             "label": label,
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "confidence": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "Plans with confidences; absent while abuse detection restricts your organization"
+                " (the response then says `X-Moat-Answers: label-only`).",
+            },
             "top_k": {
                 "type": "array",
                 "items": {

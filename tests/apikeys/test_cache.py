@@ -1,6 +1,7 @@
 """The hot path's key snapshots: a freeze reaches the API, and a reader holding a row it read just before the
 freeze committed cannot write its stale copy over the fresh one."""
 
+import orjson
 import pytest
 
 import apikeys.cache as cache
@@ -59,3 +60,22 @@ def test_while_postgresql_is_unreachable_a_process_keeps_its_last_copy_of_a_key(
         apikey_cache_forget_local()
         with pytest.raises(OperationalError):  # a key this process never read: the API answers 503
             apikey_context(raw_key=raw)
+
+
+def test_a_snapshot_written_by_another_release_is_read_for_what_both_know(organization):
+    from apikeys.keys import hash_key
+    from core.redis import redis_client
+
+    raw = raw_key_for(organization)
+    key_hash = hash_key(raw)
+    assert apikey_context(raw_key=raw).restricted is False
+    apikey_cache_forget_local()
+    # During a rolling deploy, a newer release's snapshot has a field this one lacks, and an older one's lacks
+    # `restricted`: neither may fail the request.
+    stored = orjson.loads(redis_client().get(f"moat:apikey:{key_hash}"))
+    redis_client().set(f"moat:apikey:{key_hash}", orjson.dumps({**stored, "field_of_a_later_release": 1}))
+    assert apikey_context(raw_key=raw).key_id == stored["key_id"]
+    apikey_cache_forget_local()
+    del stored["restricted"]
+    redis_client().set(f"moat:apikey:{key_hash}", orjson.dumps(stored))
+    assert apikey_context(raw_key=raw).restricted is False
