@@ -24,7 +24,7 @@ from serving.ml.digits import load_digits_split
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush, querylog_pending
 from serving.registry.models import ModelVersion
-from tests.processes import celery_worker, web_server
+from tests.redteam.live_helpers import attacked_platform
 from tiers.models import Tier
 
 BUDGET = 200
@@ -41,16 +41,7 @@ def platform(registered_digits, tmp_path, monkeypatch) -> Iterator[tuple[str, st
     # Smaller copies than a real thief trains: the measurement's path is the same, in a fraction of the time.
     monkeypatch.setattr(exercise, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
     monkeypatch.setattr(exercise, "LOGIT_RECIPE", CopyRecipe((64,), 20, 3e-3, 64, 0.0, 100, 200))
-    mail = tmp_path / "mail"
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(mail),
-        "TRUSTED_PROXIES": "127.0.0.1",
-    }
-    with (
-        web_server(log_path=tmp_path / "web.log", extra_env=env) as (base_url, _),
-        celery_worker(log_path=tmp_path / "worker.log", extra_env=env),
-    ):
+    with attacked_platform(tmp_path) as (base_url, mail):
         yield base_url, str(mail)
 
 

@@ -3,7 +3,6 @@ portal pages and the onboarding command, every query over HTTP, and a report who
 
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db.models import Sum
@@ -15,7 +14,7 @@ from redteam.model_kinds import EQUATION_SOLVING, INVERSION, LINEAR, LOWD_MEEK
 from redteam.report import write_report
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush, querylog_pending
-from tests.processes import celery_worker, web_server
+from tests.redteam.live_helpers import attacked_platform
 from tiers.models import Tier
 
 # Enough for Lowd-Meek's 93 bisections on 30 features, and for equation solving to measure the public tiers.
@@ -28,17 +27,8 @@ def platform(registered_digits, registered_breast_cancer, tmp_path, monkeypatch)
     Tier.objects.filter(is_public=True).update(requests_per_minute=100_000, requests_per_hour=1_000_000)
     # The digits' no-query baseline is trained even when no digits campaign runs: a small copy will do.
     monkeypatch.setattr(exercise, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
-    mail = tmp_path / "mail"
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(mail),
-        "TRUSTED_PROXIES": "127.0.0.1",
-    }
-    with (
-        web_server(log_path=tmp_path / "web.log", extra_env=env) as (base_url, _),
-        celery_worker(log_path=tmp_path / "worker.log", extra_env=env),
-    ):
-        yield base_url, Path(mail)
+    with attacked_platform(tmp_path) as (base_url, mail):
+        yield base_url, mail
 
 
 def _organization_queries(email: str) -> int:
