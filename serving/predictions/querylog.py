@@ -209,8 +209,13 @@ def querylog_flush(*, batch_size: int = 1000, max_batches: int = 100) -> int:
             ids = _store(entries) if entries else []
             # Entries trimmed from the stream come back without fields: acknowledge them too, or they stay pending.
             done = [entry_id for entry_id, _ in batch]
-            connection.xack(stream, GROUP, *done)
-            connection.xdel(stream, *done)
+            # Acknowledged and deleted in one MULTI: a flusher killed between the two used to leave acknowledged
+            # entries in the stream that no one would ever read again, a backlog that never drained. Now a flusher
+            # killed before EXEC leaves them pending, claimed again and stored once (the insert is idempotent).
+            with connection.pipeline(transaction=True) as settle:
+                settle.xack(stream, GROUP, *done)
+                settle.xdel(stream, *done)
+                settle.execute()
             stored += len(ids)
     return stored
 

@@ -120,6 +120,29 @@ def test_a_flusher_that_dies_after_storing_but_before_acknowledging_duplicates_n
     assert original_ack is not None
 
 
+def test_acknowledging_and_deleting_are_one_step_so_a_killed_flusher_leaves_no_orphan_in_the_stream(
+    api_key, monkeypatch
+):
+    # The flusher used to acknowledge, then delete: killed in between, acknowledged entries stayed in the stream,
+    # never read again, and the backlog never drained (CI caught 4 left after a kill -9). Now both are one MULTI:
+    # killed before it runs, the entries stay pending and are settled by the next flush.
+    import redis.client
+
+    for _ in range(5):
+        querylog_append(record_for(api_key))
+    monkeypatch.setattr(redis.client.Pipeline, "execute", lambda self, *a, **k: (_ for _ in ()).throw(SystemExit()))
+    with pytest.raises(SystemExit):
+        querylog_flush()
+    monkeypatch.undo()
+    assert QueryLog.objects.count() == 5 and querylog_pending() == 5  # stored, neither acknowledged nor deleted
+    monkeypatch.setattr(querylog, "_CLAIM_IDLE_MS", 0)
+
+    querylog_flush()
+
+    assert QueryLog.objects.count() == 5
+    assert querylog_pending() == 0
+
+
 def test_a_flush_that_failed_on_postgresql_retries_its_own_entries_at_once(api_key):
     from tests.outages import postgres_unreachable
 
