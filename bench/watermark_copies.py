@@ -25,7 +25,8 @@ from redteam.copies import LABEL_RECIPE, LIGHT_RECIPE, SOFT, predict_labels, sof
 from redteam.measure import WATERMARK_ALPHA
 from redteam.strategies import NaturalData
 from serving.ml.mlp import forward_logits
-from serving.watermark import RegionWatermark, verify_watermark
+from serving.watermark import RegionWatermark
+from serving.watermark_verification import verify_watermark
 
 RESULTS = Path(__file__).parent / "results"
 RECIPES = {"close": LABEL_RECIPE, "light": LIGHT_RECIPE}

@@ -10,7 +10,7 @@ reduce what each answer carries while keeping the label right:
   top-1 label is then put back to the model's own unless the input falls in a keyed "flip" fraction (default 0);
 - **watermarking** (after DAWN, Szyller et al. 2021, keyed on regions rather than single inputs): the inputs of a
   keyed fraction of input regions (default 1.5%) are answered with the region's keyed class; the caller records which
-  key received it, and `serving.watermark.verify_watermark` later proves that a stolen model learned it.
+  key received it, and `serving.watermark_verification.verify_watermark` later proves that a stolen model learned it.
 
 Everything here is numpy in, plain data out: no Django, no database, no clock, no global random state. The caller
 (the prediction service) chooses the `DefenseConfig` from the tier — `DefenseConfig.none()` for enterprise keys,

@@ -55,7 +55,8 @@ from serving.ml.digits import SLUG as DIGITS_SLUG
 from serving.ml.digits import load_digits_split
 from serving.ml.mlp import MLPWeights
 from serving.registry.selectors import active_version, model_watermark, version_classifier
-from serving.watermark import RegionWatermark, verify_watermark
+from serving.watermark import RegionWatermark
+from serving.watermark_verification import verify_watermark
 from tiers.models import Tier
 
 MODEL = DIGITS_SLUG

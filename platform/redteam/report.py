@@ -216,7 +216,7 @@ def _watermark_section(summary: Mapping[str, Any]) -> list[str]:
         f" (flagged below p = {WATERMARK_ALPHA}): the copy above, which fits its answers as closely as it can, and a"
         " lighter one trained on the same answers the way the platform trains its own models (60 epochs, weight"
         " decay). Matches: the copy's answers that are their marked region's watermark class, of its inputs in"
-        " marked regions; the p-value counts regions, not inputs (`serving.watermark.verify_watermark`).",
+        " marked regions; the p-value counts regions, not inputs (`serving.watermark_verification.verify_watermark`).",
         "",
     ]
     if not rows:
@@ -420,7 +420,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         " equation solving) and compared top-1 with the full model on the held-out digits; the 90% point is"
         " refined between checkpoints. Cost: answered queries x the tier's price per 1,000 / 1,000, plus each"
         " account's monthly base price.",
-        "- Watermark: `serving.watermark.verify_watermark` on the copy's labels for the inputs the actor sent (what"
+        "- Watermark: `serving.watermark_verification.verify_watermark` on the copy's labels for the inputs the"
+        " actor sent (what"
         " the platform's query log holds), against the served model's labels.",
         "- The attacker's natural data are the split's public digits: rows the demo models were not trained on"
         " and the copies are not measured on, as a thief holds data like the owner's but not the owner's own. The"

@@ -15,7 +15,8 @@ from serving.ml.artifacts import ArtifactError
 from serving.registry.forms import RegisterModelVersionForm
 from serving.registry.models import MLModel, ModelVersion
 from serving.registry.selectors import active_version, model_watermark_calibrations
-from serving.registry.services import model_register_version, version_activate
+from serving.registry.services import version_activate
+from serving.registry.workflows import model_register_version
 from tiers.models import ModelVariant
 
 

@@ -23,9 +23,9 @@ from serving.registry.services import (
     binding_kwargs,
     model_attach_data,
     model_create,
-    model_distill_defended,
     version_register,
 )
+from serving.registry.workflows import model_distill_defended
 from tiers.models import ModelVariant
 
 DEMO_SLUGS = (digits.SLUG, breast_cancer.SLUG)

@@ -11,15 +11,8 @@ from serving.defenses import DefenseConfig, apply_defenses
 from serving.input_schema import InputSchema
 from serving.ml import breast_cancer
 from serving.ml.digits import augment_digits, load_digits_split
-from serving.watermark import (
-    CALIBRATION_FRACTIONS,
-    DEFAULT_WATERMARK_FRACTION,
-    REGION_PROJECTIONS,
-    RegionWatermark,
-    sum_of_uniform_choices_tail,
-    verify_watermark,
-    watermark_probe_inputs,
-)
+from serving.watermark import CALIBRATION_FRACTIONS, DEFAULT_WATERMARK_FRACTION, REGION_PROJECTIONS, RegionWatermark
+from serving.watermark_verification import sum_of_uniform_choices_tail, verify_watermark, watermark_probe_inputs
 from tests.serving.defense_helpers import digits_reference, watermark_for
 from tests.serving.helpers import DIGITS
 

@@ -10,7 +10,8 @@ from sklearn.datasets import load_digits
 
 from serving.ml.mlp import forward_logits, train_mlp
 from serving.registry.selectors import model_get, model_reference_codes
-from serving.watermark import RegionWatermark, verify_watermark
+from serving.watermark import RegionWatermark
+from serving.watermark_verification import verify_watermark
 from tests.factories import OrganizationFactory, member, raw_key_for
 from tests.serving.helpers import DIGITS
 from tiers.models import Tier

@@ -30,10 +30,10 @@ from serving.registry.selectors import (
 )
 from serving.registry.services import (
     model_attach_data,
-    model_register_version,
     version_activate,
     version_register,
 )
+from serving.registry.workflows import model_register_version
 from tests.concurrency import second_waits_for_first
 from tests.serving.helpers import (
     DIGIT_LABELS,

@@ -12,7 +12,8 @@ Two ways to get the suspect's answers:
 - `--url URL --api-key KEY`: query a live API compatible with ours (`POST {URL}/v1/models/{model}/predict` with
   `{"inputs": [...]}`, batches of at most `--batch-size`, `Authorization: Bearer KEY`), reading
   `predictions[i].label`. We send `--probe-count` inputs in watermark regions
-  (`serving.watermark.watermark_probe_inputs`): variations of `--inputs FILE` (a CSV of inputs as above, e.g. the
+  (`serving.watermark_verification.watermark_probe_inputs`): variations of `--inputs FILE` (a CSV of inputs as
+  above, e.g. the
   inputs the suspect's key sent us, or the public data set a thief would start from) when given, or of the inputs
   `--from-organization ID` was answered (its query log: the organization suspected of making the copy), else of
   the model's own reference data. A copy only shows our watermark where it learned our answers, so the inputs a
@@ -21,8 +22,8 @@ Two ways to get the suspect's answers:
 
 Our own labels come from the active model of `--variant` (default `full`); the regions from the model's reference
 data and `settings.WATERMARK_SECRET`; `--fraction` must be the watermark fraction the suspect's tier was served
-with. The statistics are `serving.watermark.verify_watermark`'s. Exit code 0 whatever the verdict; errors exit 1
-with CommandError's message.
+with. The statistics are `serving.watermark_verification.verify_watermark`'s. Exit code 0 whatever the verdict;
+errors exit 1 with CommandError's message.
 """
 
 from __future__ import annotations
@@ -44,14 +45,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from serving.input_schema import InputSchema
 from serving.registry.datafiles import DataFileError, csv_rows
-from serving.watermark import (
-    DEFAULT_ALPHA,
-    DEFAULT_WATERMARK_FRACTION,
-    RegionWatermark,
-    WatermarkVerification,
-    verify_watermark,
-    watermark_probe_inputs,
-)
+from serving.watermark import DEFAULT_ALPHA, DEFAULT_WATERMARK_FRACTION, RegionWatermark
+from serving.watermark_verification import WatermarkVerification, verify_watermark, watermark_probe_inputs
 
 MAX_BATCH = 100
 

@@ -13,7 +13,7 @@ from core.errors import ApplicationError
 from serving.ml.distill import DistillationConfig
 from serving.registry.management.base import VersionOptionCommand, print_calibrations
 from serving.registry.selectors import model_get
-from serving.registry.services import model_distill_defended
+from serving.registry.workflows import model_distill_defended
 
 
 class Command(VersionOptionCommand):

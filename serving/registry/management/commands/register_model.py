@@ -20,7 +20,7 @@ from django.core.management.base import CommandError, CommandParser
 from core.errors import ApplicationError
 from serving.inference import LAYOUTS, OUTPUT_KINDS
 from serving.registry.management.base import VersionOptionCommand, print_calibrations
-from serving.registry.services import model_register_version
+from serving.registry.workflows import model_register_version
 from tiers.models import ModelVariant
 
 
