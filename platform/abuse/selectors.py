@@ -238,3 +238,44 @@ def organization_standing(*, organization: Organization) -> Standing:
         ),
         appeals=list(Appeal.objects.filter(organization=organization)[:10]),
     )
+
+
+# A reviewer's decision on a freeze: what remediates it (a note or a warning leaves it standing).
+REVIEW_DECISIONS = (AuditAction.UNFREEZE, AuditAction.SUSPEND, AuditAction.FALSE_POSITIVE)
+
+
+@dataclass(frozen=True)
+class FreezeReview:
+    """An organization's first freeze since a moment, and the first reviewer decision on it (None: none yet)."""
+
+    organization_id: int
+    frozen_at: datetime
+    decided_at: datetime | None
+    decision: str | None  # an AuditAction of REVIEW_DECISIONS
+    reviewer: str | None
+
+    @property
+    def seconds_to_decision(self) -> float | None:
+        return None if self.decided_at is None else (self.decided_at - self.frozen_at).total_seconds()
+
+
+def freeze_reviews(*, organization_ids: Iterable[int], since: datetime) -> dict[int, FreezeReview]:
+    """The organizations among `organization_ids` frozen at or after `since`, each with its first freeze and the
+    first decision a staff member recorded on it afterwards (an action of the jobs is never a decision). Two
+    queries, read from the audit log alone."""
+    ids = list(organization_ids)
+    frozen: dict[int, datetime] = {}
+    freezes = AuditEntry.objects.filter(organization_id__in=ids, action=AuditAction.FREEZE, created_at__gte=since)
+    for organization_id, at in freezes.order_by("created_at", "pk").values_list("organization_id", "created_at"):
+        frozen.setdefault(organization_id, at)
+    reviews = {pk: FreezeReview(pk, at, None, None, None) for pk, at in frozen.items()}
+    decisions = AuditEntry.objects.filter(
+        organization_id__in=list(frozen), action__in=REVIEW_DECISIONS, actor__isnull=False, created_at__gte=since
+    ).order_by("created_at", "pk")
+    for entry in decisions:
+        review = reviews[entry.organization_id]
+        if review.decided_at is None and entry.created_at >= review.frozen_at:
+            reviews[entry.organization_id] = FreezeReview(
+                entry.organization_id, review.frozen_at, entry.created_at, entry.action, entry.actor_label
+            )
+    return reviews

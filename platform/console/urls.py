@@ -7,6 +7,7 @@ app_name = "console"
 urlpatterns = [
     path("", views.home, name="home"),
     path("revenue/", views.revenue, name="revenue"),
+    path("red-team/", views.red_team, name="red_team"),
     path("reviews/", views.reviews, name="reviews"),
     path("organizations/<int:organization_id>/", views.organization, name="organization"),
     path(

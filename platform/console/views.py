@@ -23,6 +23,7 @@ from console import charts, selectors
 from console.actions import ACTIONS, action_forms
 from console.forms import AuditFilterForm, ReviewQueueFilterForm
 from core.errors import ApplicationError
+from redteam.selectors import redteam_models, redteam_run_latest
 
 REVIEW_PERMISSION = "abuse.review_abuse"
 PAGE_SIZE = 25
@@ -74,6 +75,13 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_safe
 def revenue(request: HttpRequest) -> HttpResponse:
     return render(request, "console/revenue.html", {"summary": revenue_summary(now=timezone.now())})
+
+
+@staff_only
+@require_safe
+def red_team(request: HttpRequest) -> HttpResponse:
+    run = redteam_run_latest()
+    return render(request, "console/red_team.html", {"run": run, "models": redteam_models(run)})
 
 
 @staff_only

@@ -19,7 +19,7 @@ import numpy as np
 
 from redteam.client import ApiAnswer, ApiClient, ClientError
 from redteam.strategies import Strategy
-from serving.ml.digits import DIGITS_FEATURES
+from serving.input_schema import InputSchema
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class CampaignLog:
     stopped: str = ""
 
     def answered_inputs(self) -> np.ndarray:
-        return np.concatenate(self.inputs) if self.inputs else np.zeros((0, DIGITS_FEATURES), dtype=np.uint8)
+        return np.concatenate(self.inputs) if self.inputs else np.zeros((0, 0))
 
     def answered_labels(self) -> np.ndarray:
         return np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.int64)
@@ -130,13 +130,16 @@ def run_campaign(
     *,
     accounts: list[Account],
     strategy: Strategy,
+    model: str,
+    schema: InputSchema,
     budget: int,
     deadline: float,
     classes: list[str],
     stop: threading.Event | None = None,
 ) -> CampaignLog:
-    """Send up to `budget` answered inputs through the accounts, until every key is frozen or spent, or the
-    monotonic `deadline` passes. Never raises for what the platform answers; the log says why it stopped."""
+    """Send up to `budget` answered inputs through the accounts to `model`, until every key is frozen or spent, or
+    the monotonic `deadline` passes. The strategy's rows are codes of `schema`, sent as its values and logged as
+    codes. Never raises for what the platform answers; the log says why it stopped."""
     log = CampaignLog()
     active = list(accounts)
     per_minute = min(account.per_minute for account in accounts)
@@ -169,7 +172,7 @@ def run_campaign(
             time.sleep(min(next_send, deadline) - now)
         sent_at = time.monotonic()
         try:
-            answer = account.api.predict(pending)
+            answer = account.api.predict(schema.values(pending), model=model)
         except ClientError as exc:
             answer = ApiAnswer(0, {"error": {"code": "unreachable", "message": str(exc)}})
         log.requests += 1

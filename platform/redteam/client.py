@@ -208,9 +208,10 @@ class ApiClient:
     def usage(self) -> ApiAnswer:
         return self._call("/v1/usage")
 
-    def predict(self, inputs: np.ndarray, *, model: str = "digits") -> ApiAnswer:
-        """Inputs of integers (pixel levels) are sent as integers, others (a tabular model's grid values) as the
+    def predict(self, inputs: np.ndarray, *, model: str) -> ApiAnswer:
+        """Whole numbers (pixel levels) are sent as integers, others (a tabular model's grid values) as the
         shortest decimals that read back as the same floats."""
         inputs = np.asarray(inputs)
-        rows = inputs.tolist() if inputs.dtype.kind == "f" else inputs.astype(np.int64).tolist()
+        whole = inputs.dtype.kind != "f" or bool(np.all(inputs == np.rint(inputs)))
+        rows = inputs.astype(np.int64).tolist() if whole else inputs.tolist()
         return self._call(f"/v1/models/{urllib.parse.quote(model, safe='')}/predict", {"inputs": rows})

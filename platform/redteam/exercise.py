@@ -1,12 +1,21 @@
-"""The red-team exercise end to end: get keys the way thieves do, run every campaign at once over HTTP, measure the
-copies against the full model on held-out digits, and summarise (the summary is what the report and the console
-read).
+"""The red-team exercise end to end, for every served model: get keys the way thieves do, run every campaign at once
+over HTTP, measure the copies against each full model on its held-out rows, and summarise (the summary is what the
+report and the console read).
+
+Per model, two families of campaigns run against enterprise and each public tier:
+- retraining (`CampaignPlan`, here): Tramer et al.'s uniform and adaptive (line-search) retraining, retraining on
+  the attacker's natural data, a perturbation walk and a sybil ring, all in the model's own units (its input
+  schema), and on enterprise retraining on its probability vectors; the attacker trains an MLP copy on what it was
+  answered (`redteam.copies`), measured at checkpoints;
+- the attacks that fit the model's kind (`redteam.model_kinds`: equation solving, path finding, Lowd-Meek, model
+  inversion), which measure themselves as they go.
 
 Who holds what:
-- the attacker (`client`, `campaigns`, `strategies`, `copies`) holds its keys, the public digits (its natural
-  data: rows of the split that neither trained the models nor measure the copies), and the answers;
-- the measurement (here) loads the registry's active full model once, to label the held-out rows, and the defended
-  one, to check the watermark the public tiers served; the copies never see either.
+- the attacker (`client`, `campaigns`, `strategies`, `copies`) holds its keys, the model's public rows when it has
+  any (`redteam.public_data`: its natural data, rows that neither trained the models nor measure the copies), and
+  the answers; with no public rows it has only the schema, and the campaigns that need natural data do not run;
+- the measurement (here) loads the registry's active full model once, to label the held-out rows, and the variant
+  the public tiers are served, to check the watermark they served; the copies never see either.
 """
 
 from __future__ import annotations
@@ -43,23 +52,26 @@ from redteam.copies import (
 from redteam.model_kinds import (
     ModelKindPlan,
     ModelKindReference,
+    attacked_model,
     load_model_kind_reference,
     model_kind_plans,
-    model_kind_slugs,
     model_summary,
     run_model_kind_campaign,
 )
+from redteam.public_data import public_rows
 from redteam.strategies import AdaptiveBoundary, NaturalData, PerturbationWalk, Strategy, UniformRandom
 from serving.input_schema import InputSchema
-from serving.ml.digits import SLUG as DIGITS_SLUG
-from serving.ml.digits import load_digits_split
 from serving.ml.mlp import MLPWeights
-from serving.registry.selectors import active_version, model_watermark, version_classifier
+from serving.registry.selectors import (
+    active_version,
+    model_list,
+    model_watermark,
+    version_classifier,
+)
 from serving.watermark import RegionWatermark
 from serving.watermark_verification import verify_watermark
 from tiers.models import Tier
 
-MODEL = DIGITS_SLUG
 TITLES = {
     "equation_solving": "equation solving on probabilities (logits)",
     "uniform": "retraining, uniform random inputs",
@@ -68,38 +80,44 @@ TITLES = {
     "perturbation": "perturbation walk",
     "sybil": "sybil ring, natural data",
 }
-SUMMARY_FORMAT = 1
+# The campaigns that send the attacker's natural inputs, or start from one: none runs for a model it has none of.
+NEEDS_NATURAL_DATA = ("equation_solving", "natural", "perturbation", "sybil")
+# 2: a section per model (`models`), each with its retraining campaigns, tiers, targets and kind campaigns.
+SUMMARY_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class CampaignPlan:
+    model: str
     name: str
     tier: str
     target: str  # copies.SOFT (label + confidence) or copies.LOGITS (probability vectors)
     accounts: int = 1
 
 
-def default_plans(*, sybil_accounts: int) -> list[CampaignPlan]:
+def default_plans(model: str, *, sybil_accounts: int, natural_data: bool = True) -> list[CampaignPlan]:
     """Enterprise: what the full model's probabilities give away, against retraining on its labels. Public tiers:
     the retraining campaigns (no probabilities to solve with), and on free, the tier anyone can sign up for, the
-    sybil ring; pro's daily quota is 20 times free's, so splitting a pro budget over accounts gains nothing."""
-    plans = [CampaignPlan("equation_solving", "enterprise", LOGITS)]
-    plans += [CampaignPlan(name, "enterprise", SOFT) for name in ("uniform", "natural", "adaptive")]
+    sybil ring; pro's daily quota is 20 times free's, so splitting a pro budget over accounts gains nothing.
+    Without `natural_data` only the campaigns that need none (`NEEDS_NATURAL_DATA`)."""
+    plans = [CampaignPlan(model, "equation_solving", "enterprise", LOGITS)]
+    plans += [CampaignPlan(model, name, "enterprise", SOFT) for name in ("uniform", "natural", "adaptive")]
     for tier in ("free", "pro"):
-        plans += [CampaignPlan(name, tier, SOFT) for name in ("uniform", "natural", "adaptive", "perturbation")]
-    plans.append(CampaignPlan("sybil", "free", SOFT, accounts=sybil_accounts))
-    return plans
+        plans += [CampaignPlan(model, name, tier, SOFT) for name in ("uniform", "natural", "adaptive", "perturbation")]
+    plans.append(CampaignPlan(model, "sybil", "free", SOFT, accounts=sybil_accounts))
+    return plans if natural_data else [plan for plan in plans if plan.name not in NEEDS_NATURAL_DATA]
 
 
-def _strategy(plan: CampaignPlan, pool: np.ndarray, seed: int) -> Strategy:
+def _strategy(plan: CampaignPlan, reference: Reference, seed: int) -> Strategy:
+    schema = reference.schema
     if plan.name in ("equation_solving", "natural", "sybil"):
-        return NaturalData(pool, seed=seed)
+        return NaturalData(schema, reference.pool, seed=seed)
     if plan.name == "uniform":
-        return UniformRandom(seed=seed)
+        return UniformRandom(schema, seed=seed)
     if plan.name == "adaptive":
-        return AdaptiveBoundary(seed=seed)
+        return AdaptiveBoundary(schema, n_classes=len(reference.classes), seed=seed)
     if plan.name == "perturbation":
-        return PerturbationWalk(pool, seed=seed)
+        return PerturbationWalk(schema, reference.pool, seed=seed)
     raise ValueError(f"unknown campaign {plan.name!r}")
 
 
@@ -124,17 +142,21 @@ def identities(
     rng = np.random.default_rng(seed)
     base = int(rng.integers(0, 200))
     out: dict[CampaignPlan | ModelKindPlan, list[Identity]] = {}
+    rings = 0
     for i, plan in enumerate(plans):
-        if plan.name == "sybil":
-            domain = f"harvest-{run_id}.example"
+        if plan.name == "sybil":  # each ring its own script, domain and /24
+            domain = f"harvest-{plan.model}-{run_id}.example"
             agent = f"python-requests/2.{int(rng.integers(20, 33))}.0"
+            network = f"198.19.{(base + rings) % 256}"
+            rings += 1
             out[plan] = [
-                Identity(f"collector{k + 1}@{domain}", f"Collector {k + 1}", f"198.19.{base}.{10 + k}", agent)
+                Identity(f"collector{k + 1}@{domain}", f"Collector {k + 1}", f"{network}.{10 + k}", agent)
                 for k in range(plan.accounts)
             ]
         else:
-            model = getattr(plan, "model", "")  # a model-kind campaign's model; the digits campaigns' own name none
-            company = f"{plan.tier}-{plan.name.replace('_', '-')}{'-' + model if model else ''}-{run_id}"
+            # No number in it: numbered addresses are what a scripted ring signs up with.
+            family = "kind" if isinstance(plan, ModelKindPlan) else "retrain"
+            company = f"{plan.tier}-{plan.name.replace('_', '-')}-{family}-{plan.model}-{run_id}"
             agent = f"Mozilla/5.0 (X11; Linux x86_64) Chrome/{120 + i}.0.{int(rng.integers(1000, 9999))}.0"
             ip = f"198.18.{(base + i) % 256}.{int(rng.integers(2, 250))}"
             out[plan] = [Identity(f"ops@{company}.example", company, ip, agent)]
@@ -171,81 +193,84 @@ def _make_account(
 
 @dataclass(frozen=True, eq=False)
 class Reference:
-    """What the measurement holds: the held-out rows and the full model's labels for them, the served models'
-    labellers (for the watermark), the attacker's pool, and the tiers as they stand."""
+    """What the measurement holds of one model: its held-out rows (codes) and the full model's labels for them, the
+    served variants' labellers (for the watermark), the attacker's pool (codes, None when it has none), and the
+    tiers as they stand."""
 
+    slug: str
+    schema: InputSchema
     heldout: np.ndarray
     full_labels: np.ndarray
-    labellers: dict[str, Callable[[np.ndarray], np.ndarray]]  # variant -> canonical rows -> class indices
+    labellers: dict[str, Callable[[np.ndarray], np.ndarray]]  # variant -> codes -> class indices
     classes: list[str]
-    pool: np.ndarray
-    pool_labels: np.ndarray
+    pool: np.ndarray | None
+    pool_labels: np.ndarray | None
     tiers: dict[str, Tier]
     versions: dict[str, str]
-    schema: InputSchema
     watermark: RegionWatermark  # the model's regions under the server's secret, as the API serves them
 
+    def labeller(self, variant: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The labels of the variant a tier is served; a model with no such variant serves its full one."""
+        return self.labellers.get(variant, self.labellers["full"])
 
-def load_reference() -> Reference:
-    """Read the active versions from the registry (verified artifacts) and split the digits the way the full model
-    was trained: its held-out rows measure the copies, its public rows (never trained on) are the attacker's pool.
-    Raises RuntimeError when a variant has no active version, or when the full model's split set no public rows
-    aside (an attacker holding the training set measures nothing an API could withhold)."""
+
+def load_reference(slug: str) -> Reference:
+    """Read a model's active versions and held-out set from the registry (verified artifacts), and the public rows
+    its attacker may own (`redteam.public_data`). Raises RuntimeError as `attacked_model` does."""
+    model, full, heldout = attacked_model(slug)
     labellers, versions = {}, {}
-    provenance, classes = {}, None
     for variant in ("full", "defended"):
-        version = active_version(model_slug=MODEL, variant=variant)
+        version = active_version(model_slug=slug, variant=variant)
         if version is None:
-            raise RuntimeError(f"no active {variant} version of '{MODEL}': train or register one first")
+            continue
         classifier = version_classifier(version=version)
-        labellers[variant] = lambda rows, c=classifier: c.logits(c.schema.values(np.asarray(rows))).argmax(axis=1)
+        labellers[variant] = lambda codes, c=classifier: c.logits(c.schema.values(codes)).argmax(axis=1)
         versions[variant] = version.version
-        if variant == "full":
-            provenance = version.provenance or {}
-            classes = list(version.model.class_labels)
-    if not provenance.get("public_rows"):
-        raise RuntimeError(
-            f"the active full version of '{MODEL}' was trained on every digit outside the held-out rows: no public "
-            "digits are left for the attacker; retrain with `manage.py train_demo_model`"
-        )
-    # The split exactly as the provenance recorded it; what it does not record is the loader's default.
-    recorded = {"seed": "split_seed", "test_fraction": "test_fraction", "public_fraction": "public_fraction"}
-    split = load_digits_split(**{arg: provenance[key] for arg, key in recorded.items() if key in provenance})
-    model = active_version(model_slug=MODEL, variant="full").model
     watermark = model_watermark(model=model)
+    schema = watermark.schema
+    public = public_rows(slug, full.provenance or {})
     return Reference(
-        heldout=split.X_test,
-        full_labels=labellers["full"](split.X_test),
+        slug=slug,
+        schema=schema,
+        heldout=heldout[0],
+        full_labels=labellers["full"](heldout[0]),
         labellers=labellers,
-        classes=classes,
-        pool=split.X_public,
-        pool_labels=split.y_public,
+        classes=list(model.class_labels),
+        pool=None if public is None else schema.codes(public[0]),
+        pool_labels=None if public is None else np.asarray(public[1], dtype=np.int64),
         tiers={tier.code: tier for tier in Tier.objects.filter(code__in=["free", "pro", "enterprise"])},
         versions=versions,
-        schema=watermark.schema,
         watermark=watermark,
     )
 
 
+def attacked_models() -> list[str]:
+    """The models the exercise attacks by default: every model with an active full version and a held-out set."""
+    return [
+        model.slug
+        for model in model_list()
+        if active_version(model_slug=model.slug, variant="full") is not None and model.heldout_path
+    ]
+
+
 def _copy_agreement(
-    reference: Reference, X: np.ndarray, targets: np.ndarray, kind: str, *, light: bool = False
+    reference: Reference, codes: np.ndarray, targets: np.ndarray, kind: str, *, light: bool = False
 ) -> tuple[float, MLPWeights]:
     recipe = LOGIT_RECIPE if kind == LOGITS else LIGHT_RECIPE if light else LABEL_RECIPE
-    copy = train_copy(
-        X, targets, kind=kind, recipe=recipe, bounds=(reference.schema.low, reference.schema.high), seed=0
-    )
-    return measure.agreement(predict_labels(copy, reference.heldout), reference.full_labels), copy
+    schema = reference.schema
+    copy = train_copy(schema.values(codes), targets, kind=kind, recipe=recipe, bounds=(schema.low, schema.high), seed=0)
+    copy_labels = predict_labels(copy, schema.values(reference.heldout))
+    return measure.agreement(copy_labels, reference.full_labels), copy
 
 
-def _watermark(reference: Reference, tier: Tier, X: np.ndarray, copy: MLPWeights) -> dict[str, Any] | None:
+def _watermark(reference: Reference, tier: Tier, codes: np.ndarray, copy: MLPWeights) -> dict[str, Any] | None:
     fraction = float((tier.defenses or {}).get("watermark_fraction", 0.0))
     if fraction <= 0:
         return None  # this tier's answers carry no watermark (enterprise)
-    codes = reference.schema.codes(X)
     result = verify_watermark(
         codes,
         predict_labels(copy, reference.schema.values(codes)),
-        clean_label_fn=reference.labellers[tier.model_variant],
+        clean_label_fn=reference.labeller(tier.model_variant),
         n_classes=len(reference.classes),
         watermark=reference.watermark,
         fraction=fraction,
@@ -329,18 +354,22 @@ def measure_campaign(
     }
 
 
-def baselines(reference: Reference) -> dict[str, float]:
-    """Two yardsticks: the defended model's own agreement with the full one, and a copy trained on the public
-    pool's own labels with no query at all (what natural data gives a thief before it pays for anything)."""
-    defended = measure.agreement(reference.labellers["defended"](reference.heldout), reference.full_labels)
-    targets = soft_targets(reference.pool_labels, np.ones(reference.pool_labels.size), n_classes=len(reference.classes))
-    public, _ = _copy_agreement(reference, reference.pool, targets, SOFT)
+def baselines(reference: Reference) -> dict[str, float | None]:
+    """Two yardsticks: the public tiers' variant's own agreement with the full model, and a copy trained on the
+    public pool's own labels with no query at all (what natural data gives a thief before it pays for anything;
+    None when it has none)."""
+    defended = measure.agreement(reference.labeller("defended")(reference.heldout), reference.full_labels)
+    public = None
+    if reference.pool is not None:
+        labels = reference.pool_labels
+        targets = soft_targets(labels, np.ones(labels.size), n_classes=len(reference.classes))
+        public, _ = _copy_agreement(reference, reference.pool, targets, SOFT)
     return {"defended_agreement": defended, "public_labels_agreement": public}
 
 
 def tier_summaries(reference: Reference, campaigns: list[dict[str, Any]], *, days: int) -> dict[str, dict[str, Any]]:
     """Per tier: the cheapest clone measured (fewest queries to 90%), what it costs, the limits in force and the
-    recommended daily quota."""
+    recommended daily quota (the model's extraction budget: see `measure.recommended_daily_quota`)."""
     out = {}
     for code, tier in reference.tiers.items():
         runs = [c for c in campaigns if c["tier"] == code and c["queries_to_90"] is not None]
@@ -367,6 +396,33 @@ def tier_summaries(reference: Reference, campaigns: list[dict[str, Any]], *, day
     return out
 
 
+def model_section(
+    reference: Reference,
+    kind: ModelKindReference,
+    campaigns: list[dict[str, Any]],
+    kind_campaigns: list[dict[str, Any]],
+    yardsticks: dict[str, float | None],
+    *,
+    budget: int,
+    days: int,
+) -> dict[str, Any]:
+    """One model's section of the summary: who it is, its retraining campaigns and what they cost per tier, the
+    targets they met, and its kind's campaigns (`model_summary`)."""
+    section = {
+        **model_summary(kind, kind_campaigns),
+        "versions": reference.versions,
+        "heldout_rows": int(reference.heldout.shape[0]),
+        "pool_rows": 0 if reference.pool is None else int(reference.pool.shape[0]),
+        "checkpoints": [c for c in measure.CHECKPOINTS if c <= budget],
+        "days": days,
+        "baselines": yardsticks,
+        "campaigns": campaigns,
+        "tiers": tier_summaries(reference, campaigns, days=days),
+    }
+    section["targets"] = [{"text": t.text, "met": t.met, "detail": t.detail} for t in measure.evaluate_targets(section)]
+    return section
+
+
 # --- The whole exercise ------------------------------------------------------------------------------------------
 
 
@@ -379,53 +435,57 @@ def run_exercise(
     mail_dir: Path,
     max_minutes: float,
     seed: int | None = None,
-    plans: list[CampaignPlan] | None = None,
     models: list[str] | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Run every campaign against `base_url` and return the summary (see the README's red-team section).
 
-    `plans` are the digits campaigns (default: `default_plans`; an empty list runs none). `models` are the models
-    the model-kind campaigns attack (`redteam.model_kinds`; default: every active model of a kind they fit), all
-    at once with the digits campaigns, one key each; their results are the summary's `models`."""
+    `models`: the models to attack (default: `attacked_models`), each with the retraining campaigns
+    (`default_plans`) and those of its kind (`redteam.model_kinds`), all at once, one key each (a ring's several)."""
     started_at = timezone.now()
     seed = secrets.randbelow(2**31) if seed is None else seed
     run_id = secrets.token_hex(3)
-    plans = default_plans(sybil_accounts=sybil_accounts) if plans is None else plans
+
     # Many small matrix products in several threads: one BLAS thread each is several times faster on a busy machine.
     with threadpool_limits(limits=1, user_api="blas"):
-        reference = load_reference()
-        slugs = model_kind_slugs() if models is None else models
-        kinds: dict[str, ModelKindReference] = {slug: load_model_kind_reference(slug, seed=seed) for slug in slugs}
+        slugs = attacked_models() if models is None else models
+        references = {slug: load_reference(slug) for slug in slugs}
+        kinds = {slug: load_model_kind_reference(slug, seed=seed) for slug in slugs}
+        plans = [
+            plan
+            for slug, reference in references.items()
+            for plan in default_plans(slug, sybil_accounts=sybil_accounts, natural_data=reference.pool is not None)
+        ]
         kind_plans = [plan for kind in kinds.values() for plan in model_kind_plans(kind)]
         accounts: dict[CampaignPlan | ModelKindPlan, list[Account]] = {}
         password = secrets.token_urlsafe(18)
         mailbox = Mailbox(mail_dir)
         for plan, people in identities([*plans, *kind_plans], run_id=run_id, seed=seed).items():
-            prefix = f"{plan.model}/" if isinstance(plan, ModelKindPlan) else ""
             accounts[plan] = [
                 _make_account(
                     plan, person, base_url=base_url, mailbox=mailbox, password=password,
-                    label=f"{prefix}{plan.tier}/{plan.name}/{k + 1}",
+                    label=f"{plan.model}/{plan.tier}/{plan.name}/{k + 1}",
                 )
                 for k, person in enumerate(people)
             ]  # fmt: skip
-            progress(f"keys: {prefix}{plan.tier} {plan.name}: {', '.join(a.email for a in accounts[plan])}")
+            progress(f"keys: {plan.model} {plan.tier} {plan.name}: {', '.join(a.email for a in accounts[plan])}")
         deadline = time.monotonic() + max_minutes * 60
         stop = threading.Event()
         measured: dict[CampaignPlan, Future] = {}
         kind_results: dict[ModelKindPlan, dict[str, Any]] = {}
         workers = max(len(plans) + len(kind_plans), 1)
         with ThreadPoolExecutor(max_workers=1) as measurer, ThreadPoolExecutor(max_workers=workers) as runners:
-            yardsticks = measurer.submit(baselines, reference)  # while the campaigns wait on their pace
+            # While the campaigns wait on their pace.
+            yardsticks = {slug: measurer.submit(baselines, reference) for slug, reference in references.items()}
 
             def attack(plan: CampaignPlan, index: int) -> None:
+                reference = references[plan.model]
                 log = run_campaign(
-                    accounts=accounts[plan], strategy=_strategy(plan, reference.pool, seed + index), budget=budget,
-                    deadline=deadline, classes=reference.classes, stop=stop,
+                    accounts=accounts[plan], strategy=_strategy(plan, reference, seed + index), model=plan.model,
+                    schema=reference.schema, budget=budget, deadline=deadline, classes=reference.classes, stop=stop,
                 )  # fmt: skip
-                progress(f"done: {plan.tier} {plan.name}: {log.answered:,} answered in {log.seconds:.0f} s, "
-                         f"stopped: {log.stopped}")  # fmt: skip
+                progress(f"done: {plan.model} {plan.tier} {plan.name}: {log.answered:,} answered in "
+                         f"{log.seconds:.0f} s, stopped: {log.stopped}")  # fmt: skip
                 measured[plan] = measurer.submit(
                     measure_campaign, plan, log, reference, emails=[a.email for a in accounts[plan]]
                 )
@@ -448,8 +508,16 @@ def run_exercise(
             except BaseException:
                 stop.set()
                 raise
-            campaigns = [measured[plan].result() for plan in plans]
-    summary = {
+            results = {plan: measured[plan].result() for plan in plans}
+            sections = [
+                model_section(
+                    reference, kinds[slug], [results[plan] for plan in plans if plan.model == slug],
+                    [kind_results[plan] for plan in kind_plans if plan.model == slug], yardsticks[slug].result(),
+                    budget=budget, days=days,
+                )
+                for slug, reference in references.items()
+            ]  # fmt: skip
+    return {
         "format": SUMMARY_FORMAT,
         "run_id": run_id,
         "seed": seed,
@@ -460,16 +528,10 @@ def run_exercise(
         "sybil_accounts": sybil_accounts,
         "days": days,
         "checkpoints": [c for c in measure.CHECKPOINTS if c <= budget],
-        "heldout_rows": int(reference.heldout.shape[0]),
-        "pool_rows": int(reference.pool.shape[0]),
-        "model": {"slug": MODEL, **reference.versions},
-        "baselines": yardsticks.result(),
-        "campaigns": campaigns,
-        "tiers": tier_summaries(reference, campaigns, days=days),
-        "models": [
-            model_summary(kind, [kind_results[plan] for plan in kind_plans if plan.model == slug])
-            for slug, kind in kinds.items()
+        "models": sections,
+        "targets": [
+            {**target, "text": f"`{section['slug']}`: {target['text']}"}
+            for section in sections
+            for target in section["targets"]
         ],
     }
-    summary["targets"] = [{"text": t.text, "met": t.met, "detail": t.detail} for t in measure.evaluate_targets(summary)]
-    return summary

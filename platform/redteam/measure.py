@@ -117,9 +117,20 @@ def evaluate_targets(summary: Mapping[str, Any]) -> list[Target]:
 
     text = f"Enterprise: equation solving reaches >= {EQUATION_SOLVING_AGREEMENT:.0%} agreement"
     runs = _campaigns(summary, tiers=["enterprise"], names=["equation_solving"])
-    if runs:
+    # The exact attack of a linear model's kind (`redteam.model_kinds`) solves for the model itself.
+    solved = [c["result"] for c in summary.get("kind_campaigns") or []
+              if c["tier"] == "enterprise" and c["name"] == "equation_solving"]  # fmt: skip
+    if runs or solved:
         best = max((point["agreement"] for c in runs for point in c["curve"]), default=0.0)
-        targets.append(Target(text, best >= EQUATION_SOLVING_AGREEMENT, f"best {best:.1%}"))
+        details = [f"best {best:.1%}"] if runs else []
+        for result in solved:
+            best = max(best, result["agreement"] or 0.0)
+            reached = result.get("queries_to_target")
+            details.append(
+                f"solved exactly: {result['agreement']:.1%}"
+                + (f", {EQUATION_SOLVING_AGREEMENT:.0%} after {reached:,} queries" if reached is not None else "")
+            )
+        targets.append(Target(text, best >= EQUATION_SOLVING_AGREEMENT, "; ".join(details)))
     else:
         targets.append(_not_run(text))
 

@@ -53,9 +53,10 @@ from redteam.campaigns import (
     is_throttled,
 )
 from redteam.client import ApiAnswer, ClientError
+from redteam.public_data import public_rows
 from serving.input_schema import InputSchema
-from serving.ml import breast_cancer
-from serving.registry.selectors import active_version, model_get, model_heldout, model_list, version_classifier
+from serving.registry.models import MLModel, ModelVersion
+from serving.registry.selectors import active_version, model_get, model_heldout, version_classifier
 from tiers.models import Tier
 
 LINEAR, TREE, OTHER = "linear", "tree", "other"
@@ -126,34 +127,34 @@ def model_kind(
     return OTHER, None
 
 
-def _public_rows(slug: str, provenance: dict[str, Any]) -> np.ndarray | None:
-    """The natural inputs an outside thief may own: a demo model's public rows, split as its provenance recorded;
-    none for any other model (its owner registered no such data)."""
-    if slug == breast_cancer.SLUG and provenance.get("public_rows"):
-        return breast_cancer.load_split(seed=int(provenance.get("split_seed", breast_cancer.SPLIT_SEED))).X_public
-    return None
-
-
-def load_model_kind_reference(slug: str, *, seed: int = 0) -> ModelKindReference:
-    """Read a model's active versions and held-out set from the registry. Raises RuntimeError when there is no such
-    model, or it has no active full version or no held-out set (nothing to measure against)."""
+def attacked_model(slug: str) -> tuple[MLModel, ModelVersion, tuple[np.ndarray, np.ndarray]]:
+    """A model to attack as the registry holds it: the model, its active full version and its held-out set (codes,
+    class indices). Raises RuntimeError when there is no such model, or it has no active full version or no
+    held-out set (nothing to measure a copy against)."""
     try:
         model = model_get(slug=slug)
     except NotFoundError as exc:
         raise RuntimeError(f"no model '{slug}' to attack") from exc
     full = active_version(model_slug=slug, variant="full")
     if full is None:
-        raise RuntimeError(f"no active full version of '{slug}': register one first")
+        raise RuntimeError(f"no active full version of '{slug}': train or register one first")
     heldout = model_heldout(model=model)
     if heldout is None:
-        raise RuntimeError(f"'{slug}' has no held-out set: the model-kind campaigns have nothing to measure against")
+        raise RuntimeError(f"'{slug}' has no held-out set: there is nothing to measure its copies against")
+    return model, full, heldout
+
+
+def load_model_kind_reference(slug: str, *, seed: int = 0) -> ModelKindReference:
+    """Read a model's active versions and held-out set from the registry (see `attacked_model` for what it
+    raises)."""
+    model, full, heldout = attacked_model(slug)
     classifier = version_classifier(version=full)
     schema = classifier.schema
     grid = InputGrid.from_schema(schema)
     inputs = schema.values(heldout[0])
     sample = np.concatenate([inputs, grid.uniform(np.random.default_rng(seed), KIND_SAMPLE)])
     kind, truth = model_kind(classifier.logits, grid, sample)
-    pool = _public_rows(slug, full.provenance or {})
+    public = public_rows(slug, full.provenance or {})
     versions = {"full": full.version}
     defended = active_version(model_slug=slug, variant="defended")
     if defended is not None:
@@ -166,27 +167,11 @@ def load_model_kind_reference(slug: str, *, seed: int = 0) -> ModelKindReference
         classes=list(model.class_labels),
         evaluation=Evaluation(inputs, classifier.logits(inputs).argmax(axis=1)),
         heldout=Evaluation(inputs, heldout[1]),
-        pool=None if pool is None else grid.snap(pool),
+        pool=None if public is None else grid.snap(public[0]),
         truth=truth,
         tiers={tier.code: tier for tier in Tier.objects.filter(code__in=ATTACKED_TIERS)},
         versions=versions,
     )
-
-
-def model_kind_slugs() -> list[str]:
-    """The models the model-kind campaigns attack by default: every model with an active full version whose kind
-    they fit (linear or tree). Reads the registry and loads each full model once."""
-    slugs = []
-    for model in model_list():
-        full = active_version(model_slug=model.slug, variant="full")
-        heldout = model_heldout(model=model) if full is not None else None
-        if full is None or heldout is None:
-            continue
-        classifier = version_classifier(version=full)
-        values = classifier.schema.values(heldout[0])
-        if model_kind(classifier.logits, InputGrid.from_schema(classifier.schema), values)[0] in (LINEAR, TREE):
-            slugs.append(model.slug)
-    return slugs
 
 
 # --- What runs ---------------------------------------------------------------------------------------------------
@@ -432,14 +417,12 @@ def _inversion(oracle: ApiOracle, reference: ModelKindReference, *, budget: int,
 
 
 def model_summary(reference: ModelKindReference, campaigns: list[dict[str, Any]]) -> dict[str, Any]:
-    """One model's section of the exercise's summary."""
+    """What the model-kind campaigns add to a model's section of the exercise's summary: the model's kind and
+    shape, and their results (`kind_campaigns`)."""
     return {
         "slug": reference.slug,
         "kind": reference.kind,
         "features": reference.grid.n_features,
         "classes": reference.classes,
-        "heldout_rows": int(reference.evaluation.inputs.shape[0]),
-        "pool_rows": 0 if reference.pool is None else int(reference.pool.shape[0]),
-        "versions": reference.versions,
-        "campaigns": campaigns,
+        "kind_campaigns": campaigns,
     }

@@ -5,7 +5,8 @@ from django.db import models
 
 class RedTeamRun(models.Model):
     """One run of `manage.py redteam`: when, against what, with which budget, and its summary (the JSON document
-    `redteam.exercise.run_exercise` returns; `summary["tiers"][code]["queries_to_90"]` is what the console reads).
+    `redteam.exercise.run_exercise` returns; each model section's `tiers` and kind campaigns are what the console
+    reads: `redteam.selectors`).
     Runs are history: a new one is added, none is changed."""
 
     started_at = models.DateTimeField()

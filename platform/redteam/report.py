@@ -1,5 +1,6 @@
-"""The red-team report: Markdown with one SVG line chart per tier (agreement against queries, one line per
-campaign), and the summary as JSON beside it. Pure rendering of a summary: every figure in it comes from there.
+"""The red-team report: Markdown with a section per model and one SVG line chart per model and tier (agreement
+against queries, one line per campaign), and the summary as JSON beside it. Pure rendering of a summary: every
+figure in it comes from there.
 The charts are standalone files (colours as attributes, no stylesheet), so they render on GitHub or in a browser.
 """
 
@@ -143,12 +144,16 @@ def _campaign_row(campaign: Mapping[str, Any], checkpoints: Sequence[int]) -> st
     ]) + " |"  # fmt: skip
 
 
-def _targets(summary: Mapping[str, Any]) -> list[str]:
-    lines = ["## Targets", "", "| target | result | measured |", "|---|---|---|"]
+def _targets(summary: Mapping[str, Any], *, heading: str = "##") -> list[str]:
+    lines = [f"{heading} Targets", "", "| target | result | measured |", "|---|---|---|"]
     for target in summary["targets"]:
         result = {True: "met", False: "**not met**", None: "not measured"}[target["met"]]
         lines.append(f"| {target['text']} | {result} | {target['detail']} |")
     return lines
+
+
+def chart_name(slug: str, code: str) -> str:
+    return f"agreement-{slug}-{code}.svg"
 
 
 def _tier_section(summary: Mapping[str, Any], code: str, campaigns: list[Mapping[str, Any]]) -> list[str]:
@@ -164,7 +169,7 @@ def _tier_section(summary: Mapping[str, Any], code: str, campaigns: list[Mapping
         f"{limits['per_day']:,}/day, batches of {limits['max_batch']}. Prices: "
         f"{_money(tier['monthly_base_price'])}/month, {_money(tier['price_per_1000'])} per 1,000.",
         "",
-        f"![agreement against queries, {tier['name']}](agreement-{code}.svg)",
+        f"![agreement against queries, {tier['name']}]({chart_name(summary['slug'], code)})",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -176,10 +181,11 @@ def _tier_section(summary: Mapping[str, Any], code: str, campaigns: list[Mapping
 def _clone_section(summary: Mapping[str, Any]) -> list[str]:
     days = summary["days"]
     lines = [
-        "## Cost to clone and daily quotas",
+        "### Cost to clone and daily quotas",
         "",
         f"The cheapest campaign per tier that reached {CLONE_AGREEMENT:.0%} agreement; the recommended daily quota"
-        f" is the largest under which one account needs more than {days} days for that many queries.",
+        f" is the largest under which one account needs more than {days} days for that many queries: the model's"
+        " extraction budget per account and day.",
         "",
         "| tier | queries to 90% | by | cost at the tier's prices | daily quota in force | recommended daily quota |",
         "|---|---|---|---|---|---|",
@@ -210,7 +216,7 @@ def _watermark_section(summary: Mapping[str, Any]) -> list[str]:
         if p["queries"] >= WATERMARK_MIN_ANSWERS and p.get("watermark")
     ]
     lines = [
-        "## Watermark",
+        "### Watermark",
         "",
         f"Every public copy trained on at least {WATERMARK_MIN_ANSWERS:,} answers, checked with `verify_watermark`"
         f" (flagged below p = {WATERMARK_ALPHA}): the copy above, which fits its answers as closely as it can, and a"
@@ -327,22 +333,40 @@ def _model_kind_tables(campaigns: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _model_sections(summary: Mapping[str, Any]) -> list[str]:
-    """A section per model the model-kind campaigns attacked (`redteam.model_kinds`)."""
-    lines: list[str] = []
-    for model in summary.get("models") or []:
-        versions = ", ".join(f"{variant} {version}" for variant, version in model["versions"].items())
-        pool = (f"{model['pool_rows']:,} public rows, which trained nothing" if model["pool_rows"]
-                else "none (it starts from uniform draws; inversion, which needs a prior, is not run)")  # fmt: skip
-        lines += [
-            f"## Model `{model['slug']}`: the attacks for its kind",
-            "",
-            f"A {model['kind']} model of {model['features']} features and {len(model['classes'])} classes"
-            f" ({versions}). Each campaign has its own key on each tier; agreement is top-1 against the full model"
-            f" on its {model['heldout_rows']:,} held-out rows; the attacker's natural data: {pool}.",
-            "",
-        ]
-        lines += _model_kind_tables(model["campaigns"]) or ["No campaign fits this model's kind.", ""]
+def _model_section(model: Mapping[str, Any]) -> list[str]:
+    """One model's section: its retraining campaigns per tier, its kind's attacks, the watermark and the cost to
+    clone."""
+    versions = ", ".join(f"{variant} {version}" for variant, version in model["versions"].items())
+    pool = (f"{model['pool_rows']:,} public rows, which neither trained the models nor measure the copies"
+            if model["pool_rows"] else "none (it starts from uniform draws; the campaigns that need natural data,"
+            " and inversion, which needs a prior, are not run)")  # fmt: skip
+    base = model["baselines"]
+    lines = [
+        f"## Model `{model['slug']}`",
+        "",
+        f"A {model['kind']} model of {model['features']} features and {len(model['classes'])} classes ({versions})."
+        f" Each campaign has its own key (a ring its several); agreement is top-1 against the full model on its"
+        f" {model['heldout_rows']:,} held-out rows, which the attacker never has; its natural data: {pool}.",
+        "",
+        *_targets(model, heading="###"),
+        "",
+        "### Agreement with the full model",
+        "",
+        f"- The public tiers' model's own agreement with the full model: {_pct(base['defended_agreement'])}.",
+    ]
+    if base.get("public_labels_agreement") is not None:
+        lines.append(
+            "- A copy trained on the public rows' own labels, without a single query: "
+            f"{_pct(base['public_labels_agreement'])}."
+        )
+    lines.append("")
+    for code in _tiers(model):
+        lines += _tier_section(model, code, [c for c in model["campaigns"] if c["tier"] == code])
+    kind_tables = _model_kind_tables(model["kind_campaigns"])
+    if kind_tables:
+        lines += ["### The attacks for its kind", "", *kind_tables]
+    lines += _watermark_section(model)
+    lines += _clone_section(model)
     return lines
 
 
@@ -355,57 +379,47 @@ def _accounts_section(summary: Mapping[str, Any]) -> list[str]:
     """Every key the attackers used, by the address the console knows it by, with what happened to it (queries
     counted for the whole actor, then for the key itself)."""
     lines = ["## Accounts", ""]
-    for campaign in summary["campaigns"]:
-        for k, email in enumerate(campaign["emails"], start=1):
-            label = f"{campaign['tier']}/{campaign['name']}/{k}"
-            moments = [
-                f"{e['kind'].replace('_', ' ')} at {e['queries']:,} q ({e['account_queries']:,} its own), "
-                f"{e['seconds']:.0f} s"
-                for e in campaign["events"]
-                if e["account"] == label
-            ]
-            lines.append(
-                f"- {campaign['tier']} {campaign['name']}: {email}" + (f": {'; '.join(moments)}" if moments else "")
-            )
-    for model in summary.get("models") or []:
+    for model in summary["models"]:
+        slug = model["slug"]
         for campaign in model["campaigns"]:
+            for k, email in enumerate(campaign["emails"], start=1):
+                label = f"{slug}/{campaign['tier']}/{campaign['name']}/{k}"
+                moments = [
+                    f"{e['kind'].replace('_', ' ')} at {e['queries']:,} q ({e['account_queries']:,} its own), "
+                    f"{e['seconds']:.0f} s"
+                    for e in campaign["events"]
+                    if e["account"] == label
+                ]
+                lines.append(
+                    f"- {slug} {campaign['tier']} {campaign['name']}: {email}"
+                    + (f": {'; '.join(moments)}" if moments else "")
+                )
+        for campaign in model["kind_campaigns"]:
             moments = [
                 f"{e['kind'].replace('_', ' ')} at {e['queries']:,} q, {e['seconds']:.0f} s" for e in campaign["events"]
             ]
             lines.append(
-                f"- {model['slug']} {campaign['tier']} {campaign['name']}: {campaign['emails'][0]}"
+                f"- {slug} {campaign['tier']} {campaign['name']}: {campaign['emails'][0]}"
                 + (f": {'; '.join(moments)}" if moments else "")
             )
     return [*lines, ""]
 
 
 def render_markdown(summary: Mapping[str, Any]) -> str:
-    """The report's Markdown (the charts are referenced as agreement-<tier>.svg beside it)."""
-    base = summary["baselines"]
-    model = summary["model"]
+    """The report's Markdown (the charts are referenced as agreement-<model>-<tier>.svg beside it)."""
+    slugs = ", ".join(f"`{model['slug']}`" for model in summary["models"])
     lines = [
         f"# Red-team exercise {summary['run_id']}",
         "",
-        f"{summary['started_at'][:19]} to {summary['finished_at'][:19]} UTC against {summary['base_url']}; model "
-        f"`{model['slug']}` (full {model['full']}, defended {model['defended']}). Budget {summary['budget']:,} "
-        f"answered queries per campaign; a sybil ring of {summary['sybil_accounts']} accounts. Copies are measured "
-        f"on the {summary['heldout_rows']} held-out digits, which the attacker never has; its natural data are "
-        f"{summary['pool_rows']:,} public digits, which neither trained the models nor measure the copies.",
+        f"{summary['started_at'][:19]} to {summary['finished_at'][:19]} UTC against {summary['base_url']}; models"
+        f" {slugs}. Budget {summary['budget']:,} answered queries per campaign; sybil rings of"
+        f" {summary['sybil_accounts']} accounts.",
         "",
         *_targets(summary),
         "",
-        "## Agreement with the full model",
-        "",
-        f"- The defended model's own agreement with the full model: {_pct(base['defended_agreement'])}.",
-        f"- A copy trained on the public digits' own labels, without a single query: "
-        f"{_pct(base['public_labels_agreement'])}.",
-        "",
     ]
-    for code in _tiers(summary):
-        lines += _tier_section(summary, code, [c for c in summary["campaigns"] if c["tier"] == code])
-    lines += _model_sections(summary)
-    lines += _watermark_section(summary)
-    lines += _clone_section(summary)
+    for model in summary["models"]:
+        lines += _model_section(model)
     lines += _accounts_section(summary)
     lines += [
         "## How it was measured",
@@ -417,20 +431,21 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         " the first 403 `key_frozen`. Queries are the actor's answered inputs at that moment; seconds run from its"
         " first request.",
         "- A copy at N queries is trained on the first N answers (label and confidence, or log-probabilities for"
-        " equation solving) and compared top-1 with the full model on the held-out digits; the 90% point is"
+        " equation solving) and compared top-1 with the full model on the model's held-out rows; the 90% point is"
         " refined between checkpoints. Cost: answered queries x the tier's price per 1,000 / 1,000, plus each"
         " account's monthly base price.",
         "- Watermark: `serving.watermark_verification.verify_watermark` on the copy's labels for the inputs the"
         " actor sent (what"
         " the platform's query log holds), against the served model's labels.",
-        "- The attacker's natural data are the split's public digits: rows the demo models were not trained on"
-        " and the copies are not measured on, as a thief holds data like the owner's but not the owner's own. The"
-        " no-query baseline above is a copy trained on their true labels, what the thief's data are worth before"
-        " it pays for anything.",
+        "- The attacker's natural data are a demo model's public rows: rows the models were not trained on"
+        " and the copies are not measured on, as a thief holds data like the owner's but not the owner's own"
+        " (an operator's model has none). The no-query baseline is a copy trained on their true labels, what the"
+        " thief's data are worth before it pays for anything. Every campaign works in the model's own units: the"
+        " grid its input schema publishes.",
         "- The natural-data target takes the best copy of each campaign, the closely fitting one or the lighter"
         " one; the watermark target counts both.",
     ]
-    if summary.get("models"):
+    if any(model["kind_campaigns"] for model in summary["models"]):
         lines += [
             "- The attacks for a model's kind (`redteam.attacks`) measure themselves as they go: equation solving"
             " fits its equations at d + 1, d + 2 and doubling counts and stops once more equations than unknowns fit"
@@ -444,14 +459,15 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
 
 
 def write_report(summary: Mapping[str, Any], directory: Path) -> Path:
-    """Write report.md, summary.json and one agreement-<tier>.svg per attacked tier into `directory`; returns the
-    Markdown file's path."""
+    """Write report.md, summary.json and one agreement-<model>-<tier>.svg per attacked model and tier into
+    `directory`; returns the Markdown file's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for code in _tiers(summary):
-        campaigns = [c for c in summary["campaigns"] if c["tier"] == code]
-        chart = agreement_chart(campaigns, title=f"Agreement with the full model, {summary['tiers'][code]['name']}")
-        (directory / f"agreement-{code}.svg").write_text(chart, encoding="utf-8")
+    for model in summary["models"]:
+        for code in _tiers(model):
+            campaigns = [c for c in model["campaigns"] if c["tier"] == code]
+            title = f"Agreement with the full model `{model['slug']}`, {model['tiers'][code]['name']}"
+            (directory / chart_name(model["slug"], code)).write_text(agreement_chart(campaigns, title=title), "utf-8")
     (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     path = directory / "report.md"
     path.write_text(render_markdown(summary), encoding="utf-8")

@@ -12,7 +12,10 @@ from redteam.models import RedTeamRun
 def redteam_run_record(*, summary: dict[str, Any], report_dir: str = "") -> RedTeamRun:
     """Store a run's summary (as `run_exercise` returned it, or as read back from a report's summary.json).
     Raises KeyError or ValueError for a document that is not a summary."""
-    for key in ("started_at", "finished_at", "base_url", "budget", "tiers", "campaigns"):
+    if not isinstance(summary, dict):
+        raise ValueError("not a red-team summary: not a JSON object")
+    sections = "models" if summary.get("format") == 2 else "tiers"  # format 1 kept its digits sections at the top
+    for key in ("started_at", "finished_at", "base_url", "budget", sections):
         if key not in summary:
             raise KeyError(f"not a red-team summary: no {key!r}")
     return RedTeamRun.objects.create(

@@ -109,3 +109,39 @@ def test_sign_up_facts_are_the_recent_sign_ups_and_everyone_sharing_a_card(setti
     assert (facts[recent.organization_id].ip_address, facts[recent.organization_id].card_fingerprint) == (
         "198.51.100.4", "fp_1",
     )  # fmt: skip
+
+
+def _audit(organization, action: str, at, *, staff=None) -> None:
+    from abuse.models import AuditEntry
+
+    AuditEntry.objects.create(
+        created_at=at, actor=staff, actor_label=staff.email if staff else "abuse jobs", action=action,
+        organization_id=organization.pk, reason="test",
+    )  # fmt: skip
+
+
+def test_a_freeze_review_is_the_first_staff_decision_after_the_first_freeze_since_the_moment():
+    from abuse.models import AuditAction
+    from abuse.selectors import freeze_reviews
+
+    since = timezone.now() - timedelta(hours=5)
+    staff = member(is_staff=True, email="reviewer@moat.example")
+    decided, pending, earlier, untouched = _org(), _org(), _org(), _org()
+    frozen_at = since + timedelta(hours=1)
+    _audit(decided, AuditAction.FREEZE, frozen_at)
+    _audit(decided, AuditAction.NOTE, frozen_at + timedelta(minutes=5), staff=staff)  # a note decides nothing
+    _audit(decided, AuditAction.FREEZE, frozen_at + timedelta(minutes=10))  # a second freeze: the first counts
+    _audit(decided, AuditAction.SUSPEND, frozen_at + timedelta(minutes=30), staff=staff)
+    _audit(decided, AuditAction.UNSUSPEND, frozen_at + timedelta(minutes=50), staff=staff)
+    _audit(pending, AuditAction.FREEZE, frozen_at)
+    _audit(pending, AuditAction.UNFREEZE, frozen_at + timedelta(minutes=1))  # the jobs' own action: no decision
+    _audit(earlier, AuditAction.FREEZE, since - timedelta(minutes=1))
+    _audit(earlier, AuditAction.FALSE_POSITIVE, since + timedelta(minutes=1), staff=staff)
+
+    reviews = freeze_reviews(organization_ids=[o.pk for o in (decided, pending, earlier, untouched)], since=since)
+
+    assert set(reviews) == {decided.pk, pending.pk}
+    review = reviews[decided.pk]
+    assert (review.frozen_at, review.decision, review.reviewer) == (frozen_at, AuditAction.SUSPEND, staff.email)
+    assert review.seconds_to_decision == 30 * 60
+    assert reviews[pending.pk].decided_at is None and reviews[pending.pk].seconds_to_decision is None

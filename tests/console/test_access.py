@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 PAGES = [
     "/console/",
     "/console/revenue/",
+    "/console/red-team/",
     "/console/reviews/",
     "/console/organizations/{organization}/",
     "/console/rings/{ring}/",

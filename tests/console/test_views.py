@@ -1,5 +1,6 @@
 """The staff console: 404 for everyone but staff; the revenue page's figures come from the usage rows."""
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -59,7 +60,8 @@ def test_the_revenue_page_prices_cloning_from_the_latest_red_team_run():
         # The tabular model: equation solving reached its target on pro; on free no campaign made a clone.
         cancer = {
             "slug": "breast-cancer",
-            "campaigns": [
+            "tiers": {},
+            "kind_campaigns": [
                 {
                     "name": "equation_solving",
                     "tier": "pro",
@@ -75,12 +77,12 @@ def test_the_revenue_page_prices_cloning_from_the_latest_red_team_run():
                 {"name": "lowd_meek", "tier": "free", "result": {"queries": 1_300, "agreement": 0.88}},
             ],
         }
-        tree = {"slug": "churn-tree", "campaigns": [
+        tree = {"slug": "churn-tree", "tiers": {}, "kind_campaigns": [
             {"name": "path_finding", "tier": "pro", "result": {"queries": 900, "agreement": 0.52}},
         ]}  # fmt: skip
-        return {"started_at": finished_at, "finished_at": finished_at, "base_url": "http://127.0.0.1:8766",
-                "budget": 10_000, "model": {"slug": "digits"}, "tiers": tiers, "campaigns": [],
-                "models": [cancer, tree]}  # fmt: skip
+        digits = {"slug": "digits", "tiers": tiers, "campaigns": [], "kind_campaigns": []}
+        return {"format": 2, "started_at": finished_at, "finished_at": finished_at,
+                "base_url": "http://127.0.0.1:8766", "budget": 10_000, "models": [digits, cancer, tree]}  # fmt: skip
 
     redteam_run_record(summary=run("2026-11-01T10:00:00+00:00", 9_999))
     redteam_run_record(summary=run("2026-11-20T10:00:00+00:00", 2_345))
@@ -99,3 +101,37 @@ def test_the_revenue_page_prices_cloning_from_the_latest_red_team_run():
     tree_pro = next(row for row in rows if "churn-tree" in row)
     assert "not reached" in tree_pro and "more than the run's budget" in tree_pro
     assert not any("Free" in row for row in rows)  # the free tier has no price per query: nothing to clone for
+
+
+@pytest.mark.django_db
+def test_the_red_team_page_shows_each_models_cost_to_clone_detection_and_remediation():
+    from abuse.models import AuditAction, AuditEntry
+    from redteam.services import redteam_run_record
+
+    staff = UserFactory(is_staff=True)
+    client = signed_in(staff)
+    assert "No red-team run recorded yet" in client.get("/console/red-team/").content.decode()
+
+    thief = member(email="ops@free-uniform-1.example").membership.organization
+    freeze = {"account": "a", "kind": "frozen", "queries": 220, "account_queries": 220, "seconds": 21.0, "detail": ""}
+    uniform = {"name": "uniform", "tier": "free", "accounts": 1, "queries": 220,
+               "emails": ["ops@free-uniform-1.example"], "first_throttle": None, "first_freeze": freeze}  # fmt: skip
+    tiers = {"free": {"code": "free", "name": "Free", "public": True, "queries_to_90": 132, "clone_campaign": "sybil",
+                      "cost_to_clone": None, "limits": {"per_day": 10_000}, "recommended_daily_quota": 4}}  # fmt: skip
+    section = {"slug": "breast-cancer", "tiers": tiers, "campaigns": [uniform], "kind_campaigns": []}
+    redteam_run_record(summary={"format": 2, "started_at": "2026-11-22T13:00:00+00:00",
+                                "finished_at": "2026-11-22T13:20:00+00:00", "base_url": "http://127.0.0.1:8766",
+                                "budget": 10_000, "models": [section]})  # fmt: skip
+    at = datetime.fromisoformat("2026-11-22T13:05:00+00:00")
+    AuditEntry.objects.create(created_at=at, action=AuditAction.FREEZE, organization_id=thief.pk,
+                              actor_label="abuse jobs", reason="extraction")  # fmt: skip
+
+    page = client.get("/console/red-team/").content.decode()
+    block = page[page.index('id="model-breast-cancer"') :]
+    assert "<td>Free</td>" in block and ">132<" in block and ">4<" in block and ">10,000<" in block
+    assert "220 q, 21 s" in block and "awaiting review (0 of 1 decided)" in block
+
+    AuditEntry.objects.create(created_at=at + timedelta(minutes=45), actor=staff, action=AuditAction.SUSPEND,
+                              organization_id=thief.pk, actor_label=staff.email, reason="confirmed")  # fmt: skip
+    page = client.get("/console/red-team/").content.decode()
+    assert "45 min after the freeze (suspend)" in page

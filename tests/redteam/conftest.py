@@ -1,4 +1,5 @@
-"""A red-team summary as `run_exercise` writes it, small enough to read, for the report and storage tests."""
+"""A red-team summary as `run_exercise` writes it (format 2: a section per model), small enough to read, for the
+report and storage tests; and one as format 1 wrote it, which the console still reads."""
 
 import pytest
 
@@ -49,9 +50,8 @@ def tier(code: str, *, public: bool, queries: int | None, per_day: int, price: s
     }  # fmt: skip
 
 
-@pytest.fixture
-def summary() -> dict:
-    freeze = {"account": "free/uniform/1", "kind": "frozen", "queries": 740, "account_queries": 740,
+def _digits_section() -> dict:
+    freeze = {"account": "digits/free/uniform/1", "kind": "frozen", "queries": 740, "account_queries": 740,
               "seconds": 81.0, "detail": ""}  # fmt: skip
     watermark = {"regions": 5, "watermark_inputs": 16, "matches": 9, "p_value": 2.5e-6, "verdict": True}
     natural = campaign(
@@ -64,19 +64,15 @@ def summary() -> dict:
         "watermark": {"regions": 5, "watermark_inputs": 16, "matches": 2, "p_value": 0.57, "verdict": False},
     }
     return {
-        "format": 1,
-        "run_id": "abc123",
-        "seed": 7,
-        "started_at": "2026-11-22T13:00:00+00:00",
-        "finished_at": "2026-11-22T13:18:00+00:00",
-        "base_url": "http://127.0.0.1:8766",
-        "budget": 3000,
-        "sybil_accounts": 5,
-        "days": 30,
-        "checkpoints": [100, 300, 1000, 3000],
+        "slug": "digits",
+        "kind": "other",
+        "features": 64,
+        "classes": [str(d) for d in range(10)],
+        "versions": {"full": "v-full", "defended": "v-defended"},
         "heldout_rows": 450,
         "pool_rows": 269,
-        "model": {"slug": "digits", "full": "v-full", "defended": "v-defended"},
+        "checkpoints": [100, 300, 1000, 3000],
+        "days": 30,
         "baselines": {"defended_agreement": 0.9667, "public_labels_agreement": 0.9878},
         "campaigns": [
             campaign(
@@ -107,4 +103,44 @@ def summary() -> dict:
             {"text": "Enterprise: equation solving reaches >= 99% agreement", "met": True, "detail": "best 99.8%"},
             {"text": "Public tiers: the sybil ring is frozen", "met": None, "detail": "not run"},
         ],
+        "kind_campaigns": [],
+    }
+
+
+_RUN = {
+    "run_id": "abc123",
+    "seed": 7,
+    "started_at": "2026-11-22T13:00:00+00:00",
+    "finished_at": "2026-11-22T13:18:00+00:00",
+    "base_url": "http://127.0.0.1:8766",
+    "budget": 3000,
+    "sybil_accounts": 5,
+    "days": 30,
+    "checkpoints": [100, 300, 1000, 3000],
+}
+
+
+@pytest.fixture
+def summary() -> dict:
+    section = _digits_section()
+    return {
+        "format": 2,
+        **_RUN,
+        "models": [section],
+        "targets": [{**t, "text": f"`digits`: {t['text']}"} for t in section["targets"]],
+    }
+
+
+@pytest.fixture
+def legacy_summary() -> dict:
+    """Format 1: the digits campaigns at the top, the other models' kind campaigns in `models`."""
+    section = _digits_section()
+    return {
+        "format": 1,
+        **_RUN,
+        "heldout_rows": 450,
+        "pool_rows": 269,
+        "model": {"slug": "digits", "full": "v-full", "defended": "v-defended"},
+        **{key: section[key] for key in ("baselines", "campaigns", "tiers", "targets")},
+        "models": [],
     }

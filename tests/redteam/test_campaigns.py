@@ -8,6 +8,8 @@ import pytest
 from redteam.campaigns import EXHAUSTED, FROZEN, THROTTLED, Account, is_throttled, run_campaign
 from redteam.client import ApiAnswer, ClientError
 from redteam.strategies import UniformRandom
+from serving.input_schema import InputSchema
+from serving.ml.digits import INPUT_SCHEMA
 
 CLASSES = [str(d) for d in range(10)]
 LIMITS = frozenset({600, 36_000, 10_000, 30_000})
@@ -20,7 +22,8 @@ class ScriptedApi:
         self.script = list(script or [])
         self.calls: list[int] = []
 
-    def predict(self, inputs: np.ndarray) -> ApiAnswer:
+    def predict(self, inputs: np.ndarray, *, model: str) -> ApiAnswer:
+        assert model == "digits"
         self.calls.append(inputs.shape[0])
         status, code, limit, retry = self.script.pop(0) if self.script else (200, "", 600, None)
         headers = {"x-ratelimit-limit": str(limit)}
@@ -41,10 +44,13 @@ def _account(api, label="free/uniform/1", per_minute=600_000):
     )  # fmt: skip
 
 
+SCHEMA = InputSchema.from_dict(INPUT_SCHEMA)
+
+
 def _run(accounts, budget, **kwargs):
     return run_campaign(
-        accounts=accounts, strategy=UniformRandom(seed=0), budget=budget, deadline=time.monotonic() + 30,
-        classes=CLASSES, **kwargs,
+        accounts=accounts, strategy=UniformRandom(SCHEMA, seed=0), model="digits", schema=SCHEMA, budget=budget,
+        deadline=time.monotonic() + 30, classes=CLASSES, **kwargs,
     )  # fmt: skip
 
 

@@ -149,3 +149,17 @@ def test_copies_lists_the_close_copy_and_the_light_one_where_there_is_one():
 
     assert measure.copies(plain) == [("close", 0.9, None)]
     assert measure.copies(both) == [("close", 0.9, None), ("light", 0.8, {"p_value": 0.5})]
+
+
+def test_a_linear_models_exact_equation_solving_counts_for_the_enterprise_target():
+    retraining = _campaign("equation_solving", "enterprise", curve=[(100, 0.95, None), (1_000, 0.986, None)])
+    solved = {"name": "equation_solving", "tier": "enterprise",
+              "result": {"agreement": 1.0, "queries_to_target": 62}}  # fmt: skip
+    on_pro = {"name": "equation_solving", "tier": "pro", "result": {"agreement": 0.999, "queries_to_target": 90}}
+
+    assert measure.evaluate_targets(_summary([retraining]))[0].met is False
+    target = measure.evaluate_targets({**_summary([retraining]), "kind_campaigns": [solved, on_pro]})[0]
+    assert target.met is True
+    assert target.detail == "best 98.6%; solved exactly: 100.0%, 99% after 62 queries"
+    # Only the kind's attack ran (no retraining campaign): it is judged alone.
+    assert measure.evaluate_targets({**_summary([]), "kind_campaigns": [solved]})[0].met is True

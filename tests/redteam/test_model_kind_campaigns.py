@@ -237,8 +237,12 @@ def test_the_report_has_a_section_per_attacked_model(task, summary):
              "baseline": 2.6},
         ]},
     }  # fmt: skip
-    text = render_markdown({**summary, "models": [model_summary(reference, [equation, inversion])]})
-    assert "## Model `tabular-demo`: the attacks for its kind" in text
+    section = {
+        **summary["models"][0], **model_summary(reference, [equation, inversion]), "versions": reference.versions,
+        "campaigns": [], "heldout_rows": int(reference.evaluation.inputs.shape[0]), "pool_rows": 0,
+    }  # fmt: skip
+    text = render_markdown({**summary, "models": [section]})
+    assert "## Model `tabular-demo`" in text and "### The attacks for its kind" in text
     assert "A linear model of 6 features and 2 classes (full v1, defended v1-defended)" in text
     row = "| pro | 3,000 | 0.01 | 176 | 99.3% | 0.23 | no | no | 1,200 q, 21 s | frozen | $1.50 + $49.00/month |"
     assert row in text

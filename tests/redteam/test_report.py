@@ -9,7 +9,8 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_the_chart_is_standalone_svg_with_one_line_per_campaign_rising_left_to_right(summary):
-    campaigns = [c for c in summary["campaigns"] if c["tier"] == "free"] + summary["campaigns"][1:]
+    (digits,) = summary["models"]
+    campaigns = [c for c in digits["campaigns"] if c["tier"] == "free"] + digits["campaigns"][1:]
     root = ET.fromstring(agreement_chart(campaigns, title="Agreement"))  # noqa: S314 - our own SVG
     lines = root.findall(f"{SVG}polyline")
     assert [line.get("data-campaign") for line in lines] == ["uniform", "natural", "equation_solving"]
@@ -40,20 +41,45 @@ def test_the_markdown_shows_the_summarys_figures(summary):
     assert "| Pro | 173 | natural | $0.15 | 200,000 | 9 |" in text
     assert "| Enterprise | 100 | equation_solving | $0.15 | 5,000,000 | n/a (by contract) |" in text
     assert "| Free | not reached | — | — | 10,000 | — |" in text
+    assert "| `digits`: Enterprise: equation solving reaches >= 99% agreement | met | best 99.8% |" in text
     assert "| Enterprise: equation solving reaches >= 99% agreement | met | best 99.8% |" in text
     assert "| not measured | not run |" in text
-    assert "defended model's own agreement with the full model: 96.7%" in text
+    assert "## Model `digits`" in text and "### Targets" in text
+    assert "public tiers' model's own agreement with the full model: 96.7%" in text
     assert "without a single query: 98.8%" in text
-    assert "- free uniform: ops@free-uniform.example: frozen at 740 q (740 its own), 81 s" in text
+    assert "- digits free uniform: ops@free-uniform.example: frozen at 740 q (740 its own), 81 s" in text
 
 
-def test_write_report_writes_the_markdown_the_summary_and_a_chart_per_attacked_tier(summary, tmp_path):
+def test_every_model_has_its_own_section_and_its_kinds_attacks_beside_its_retraining(summary):
+    table = {
+        **summary["models"][0], "slug": "breast-cancer", "kind": "linear", "features": 30,
+        "classes": ["malignant", "benign"], "pool_rows": 0, "baselines": {"defended_agreement": 0.97,
+        "public_labels_agreement": None},
+        "kind_campaigns": [{
+            "name": "lowd_meek", "tier": "free", "queries": 1_240, "first_throttle": None, "first_freeze": None,
+            "stopped": "budget", "cost": "0.00", "base_fees": "0.00", "events": [],
+            "emails": ["ops@free-lowd-meek.example"],
+            "result": {"boundary_points": 31, "outliers": 0, "agreement": 0.97, "direction_cosine": 0.999},
+        }],
+    }  # fmt: skip
+    text = render_markdown({**summary, "models": [*summary["models"], table]})
+    digits_part, table_part = text.split("## Model `breast-cancer`")
+    assert "## Model `digits`" in digits_part and "### The attacks for its kind" not in digits_part
+    assert "A linear model of 30 features and 2 classes" in table_part
+    assert "the campaigns that need natural data, and inversion, which needs a prior, are not run" in table_part
+    assert "without a single query" not in table_part  # no public rows: no such baseline
+    assert "| free | 1,240 | 31 (0) | 97.0% | 0.999 | no | no | budget | $0.00 |" in table_part
+    assert "](agreement-breast-cancer-pro.svg)" in table_part
+
+
+def test_write_report_writes_the_markdown_the_summary_and_a_chart_per_attacked_model_and_tier(summary, tmp_path):
     path = write_report(summary, tmp_path / "report")
     assert path == tmp_path / "report" / "report.md"
     assert sorted(p.name for p in path.parent.iterdir()) == [
-        "agreement-enterprise.svg", "agreement-free.svg", "agreement-pro.svg", "report.md", "summary.json",
+        "agreement-digits-enterprise.svg", "agreement-digits-free.svg", "agreement-digits-pro.svg", "report.md",
+        "summary.json",
     ]  # fmt: skip
     assert json.loads((path.parent / "summary.json").read_text()) == summary
     for code in ("free", "pro", "enterprise"):
-        assert f"](agreement-{code}.svg)" in path.read_text()
-        ET.fromstring((path.parent / f"agreement-{code}.svg").read_text())  # noqa: S314 - our own file
+        assert f"](agreement-digits-{code}.svg)" in path.read_text()
+        ET.fromstring((path.parent / f"agreement-digits-{code}.svg").read_text())  # noqa: S314 - our own file

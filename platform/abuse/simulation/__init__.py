@@ -52,6 +52,7 @@ from abuse.simulation.served import (
     digits_model,
     digits_split,
     natural_digits,
+    natural_variation,
     reference_profile,
 )
 from abuse.simulation.windows import (
@@ -83,6 +84,7 @@ __all__ = [
     "merge_streams",
     "natural_data_retrainer",
     "natural_digits",
+    "natural_variation",
     "perturbation_walker",
     "queries_to_freeze",
     "queries_to_reach",

@@ -151,14 +151,6 @@ class SimulatedModel:
         reference = schema.check_codes(reference)
         heldout = schema.check_codes(heldout)
         public = schema.check_codes(heldout if public is None else public)
-        pool = np.concatenate([reference, public, heldout]).astype(np.float64)
-        spread = reference.astype(np.float64).std(axis=0)
-        if schema.is_image:
-            vary = functools.partial(_image_variants, schema=schema, spread=spread)
-        else:
-            scale = np.maximum(pool.std(axis=0), 1.0)
-            bandwidth = _median_nearest_neighbour(pool / scale) / math.sqrt(schema.n_features)
-            vary = functools.partial(_kernel_density_draws, schema=schema, noise=bandwidth * scale)
         return cls(
             slug=slug,
             schema=schema,
@@ -168,7 +160,7 @@ class SimulatedModel:
             heldout=heldout,
             heldout_labels=np.asarray(heldout_labels, dtype=np.int64),
             public=public,
-            vary=vary,
+            vary=natural_variation(schema, np.concatenate([reference, public, heldout]), spread_rows=reference),
         )
 
     @functools.cached_property
@@ -205,8 +197,34 @@ class SimulatedModel:
         return out
 
 
+def natural_variation(
+    schema: InputSchema, rows: np.ndarray, *, spread_rows: np.ndarray | None = None
+) -> Callable[[np.random.Generator, np.ndarray], np.ndarray]:
+    """(rng, codes) -> a natural variant of each row, learnt from natural `rows` (codes) of the schema: for an
+    image, `schema_variants` (a shift, a lighter or heavier stroke; `spread_rows`, default `rows`, set its per-pixel
+    spread) and noise on its marked values (`IMAGE_VARIANT_NOISE`); for a table, a draw from a Gaussian kernel
+    density of `rows` (a row plus noise on every standardised feature, its bandwidth such that a draw lies about one
+    natural nearest-neighbour distance from its row)."""
+    rows = np.asarray(rows)
+    if schema.is_image:
+        spread = np.asarray(rows if spread_rows is None else spread_rows, dtype=np.float64).std(axis=0)
+        return functools.partial(_image_variants, schema=schema, spread=spread)
+    pool = rows.astype(np.float64)
+    scale = np.maximum(pool.std(axis=0), 1.0)
+    bandwidth = _median_nearest_neighbour(pool / scale) / math.sqrt(schema.n_features)
+    return functools.partial(_kernel_density_draws, schema=schema, noise=bandwidth * scale)
+
+
+# Another drawing of an image differs in every marked value, not only in its overall intensity: noise of this
+# share of the value range on the values above its low end (the digits demo's own augmentation: one level of 16 on
+# the inked pixels). Without it a variant lies within a small step of its original, as a perturbation walk's do.
+IMAGE_VARIANT_NOISE = 1 / 16
+
+
 def _image_variants(rng: np.random.Generator, codes: np.ndarray, *, schema: InputSchema, spread: np.ndarray):
-    return schema_variants(codes, schema, rng, spread)
+    varied = schema_variants(codes, schema, rng, spread).astype(np.float64)
+    varied += rng.normal(0.0, IMAGE_VARIANT_NOISE * schema.top_code, varied.shape) * (varied > 0)
+    return np.clip(np.rint(varied), 0, schema.top_code).astype(schema.code_dtype)
 
 
 def _kernel_density_draws(rng: np.random.Generator, codes: np.ndarray, *, schema: InputSchema, noise: np.ndarray):

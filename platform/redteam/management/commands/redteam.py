@@ -1,9 +1,10 @@
 """`manage.py redteam --base-url URL [--budget N] [--accounts K] [--report DIR] [--days N] [--model SLUG ...]`:
 attack a running Moat over HTTP the way a model thief would, measure what the copies are worth, write a report and
-store the summary (the console's cost to clone reads the latest). Beside the digits campaigns, the attacks that fit
-each model's kind (`redteam.model_kinds`) run against every model `--model` names (default: every active model of
-a kind they fit), each with its own section in the report. `--record FILE` stores a summary.json written by a run
-elsewhere (e.g. `make redteam`'s own platform) without attacking anything.
+store the summary (the console's red-team page and cost to clone read the latest). Every model `--model` names
+(default: every model with an active full version and a held-out set) is attacked by the retraining campaigns, in
+its own units, and by the attacks that fit its kind (`redteam.model_kinds`), each model with its own section in the
+report. `--record FILE` stores a summary.json written by a run elsewhere (e.g. `make redteam`'s own platform)
+without attacking anything.
 
 Run it with the attacked platform's own settings: its database holds the registry (the full model the copies are
 measured against), the tiers' prices and the stored runs; its WATERMARK_SECRET decides the watermark verdict; and
@@ -48,8 +49,7 @@ class Command(BaseCommand):
             action="append",
             dest="models",
             default=None,
-            help="A model to run the model-kind campaigns against (repeatable; default: every active model of a "
-            "kind they fit: linear or tree).",
+            help="A model to attack (repeatable; default: every model with an active full version and a held-out set).",
         )
 
     def handle(self, *args, **options) -> None:
