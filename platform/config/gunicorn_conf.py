@@ -14,8 +14,9 @@ bind = f"127.0.0.1:{os.environ.get('MOAT_PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 wsgi_app = "config.wsgi:application"
 accesslog = "-"
-# The path only (%(U)s), never the query string: a key pasted into a URL must not reach the logs.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# The path only (%(U)s), never the query string: a key pasted into a URL must not reach the logs. The worker's pid
+# last (%(p)s): which process answered, for an operator chasing one worker's misbehaviour.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms %(p)s'
 
 
 class _RedactingLogger(gunicorn.glogging.Logger):
