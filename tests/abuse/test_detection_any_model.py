@@ -3,25 +3,21 @@ measurements of scikit-learn's wine data, a schema neither demo has) gets its re
 data, and the real jobs on a real Celery worker freeze a uniform-random campaign against it through real gunicorn,
 while an honest customer sending natural wine measurements is left alone."""
 
-import json
-import math
 import time
-from io import StringIO
 
 import numpy as np
 import pytest
 import requests
 from django.conf import settings
-from django.core.management import call_command
 
 from abuse.extraction import InputProfile
 from abuse.models import AuditEntry, RiskAssessment, RiskState
 from apikeys.models import ApiKey, KeyState
 from config.celery_app import app
-from serving.ml.artifacts import array_bytes
 from serving.registry.models import ModelVersion
 from tests.abuse.live_helpers import platform_with_jobs, query_log_flushed, wait_for
 from tests.factories import OrganizationFactory, member, raw_key_for
+from tests.operator_models import WINE_SLUG, register_wine_cultivar
 from tiers.models import Tier
 
 pytestmark = [
@@ -29,46 +25,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored"),
 ]
 
-SLUG = "wine-cultivar"
+SLUG = WINE_SLUG
 
 
 @pytest.fixture
 def wine_model(tmp_path) -> dict:
-    """The operator's model, exported with skl2onnx and registered with `register_model` (full variant only: the
-    public tiers are then served it through their output defenses)."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.datasets import load_wine
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    data = load_wine()
-    X, y = data.data, data.target
-    order = np.random.default_rng(3).permutation(y.size)
-    train, natural = order[:110], order[110:]
-    ensemble = GradientBoostingClassifier(n_estimators=40, max_depth=2, random_state=0).fit(X[train], y[train])
-    graph = to_onnx(
-        ensemble,
-        initial_types=[("measurements", FloatTensorType([None, 13]))],
-        options={id(ensemble): {"zipmap": False}},
-        target_opset={"": 17, "ai.onnx.ml": 3},
-    )
-    schema = {
-        "kind": "tabular",
-        "features": [
-            {"name": str(name), "min": 0.0, "max": float(math.ceil(2 * high)), "step": 0.01}
-            for name, high in zip(data.feature_names, X.max(axis=0), strict=True)
-        ],
-    }
-    (tmp_path / "model.onnx").write_bytes(graph.SerializeToString())
-    (tmp_path / "schema.json").write_text(json.dumps(schema))
-    (tmp_path / "reference.npy").write_bytes(array_bytes(X[train]))
-    call_command(
-        "register_model", SLUG, "--onnx", str(tmp_path / "model.onnx"), "--schema", str(tmp_path / "schema.json"),
-        "--classes", ",".join(str(c) for c in data.target_names), "--reference-data", str(tmp_path / "reference.npy"),
-        "--variant", "full", "--version", "1", "--activate", stdout=StringIO(),
-    )  # fmt: skip
-    high = np.array([feature["max"] for feature in schema["features"]])
-    return {"natural": X[natural], "high": high}
+    return register_wine_cultivar(tmp_path)
 
 
 def _predict(base_url: str, key: str, rows: np.ndarray) -> int:

@@ -56,7 +56,7 @@ def _expire_key_snapshots() -> None:
 def _served_predictions(log: Path, workers: list[int]) -> bool:
     """Whether each of `workers` has answered a prediction with 200, by the access log (its lines end in <pid>)."""
     lines = log.read_text(errors="replace").splitlines()
-    answered = {line.rsplit("<", 1)[-1].rstrip(">") for line in lines if "/predict\" 200 " in line}
+    answered = {line.rsplit("<", 1)[-1].rstrip(">") for line in lines if '/predict" 200 ' in line}
     return len(workers) > 1 and all(str(pid) in answered for pid in workers)
 
 
