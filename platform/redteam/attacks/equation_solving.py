@@ -58,6 +58,10 @@ INFORMATIVE_PROBABILITY = 1e-3
 MIN_WEIGHT = 1e-4
 # A zero is clipped to this fraction of the rounding step, when zeros must be used at all.
 ZERO_CLIP_FRACTION = 0.25
+# The first queries are the attacker's natural inputs drawn in towards their own mean, to this fraction of their
+# distance: still affinely independent, but where a model of such data is least sure, so that its answers keep their
+# digits (a typical tumour is answered 1 - 1e-9, a log-ratio float32 cannot show, and a rounded answer 1.0).
+SEED_SPREAD = 0.25
 COARSEST_STEP = 0.1
 
 
@@ -116,16 +120,20 @@ def solve_equations(
 ) -> EquationSolvingResult:
     """Recover a logistic regression of `n_classes` classes from at most `budget` answers of `oracle`.
 
-    The first d + 1 queries are the attacker's own natural inputs `seeds` when it has them (a model trained on data
-    in a corner of a wide box answers uniform draws saturated: the breast-cancer demo's full model answers every
-    one of them with probability 1.0 in float32), then uniform draws. `evaluation` (the true model's labels on
+    The first d + 1 queries are the attacker's own natural inputs `seeds` when it has them, drawn in towards their
+    mean (`SEED_SPREAD`: a model trained on data in a corner of a wide box answers uniform draws saturated, the
+    breast-cancer demo's full model every one of them with probability 1.0 in float32, and its confident natural
+    inputs nearly so), then uniform draws. `evaluation` (the true model's labels on
     held-out inputs) and `truth` (its parameters, for the weight error) measure the fit; the attacker never reads
     them."""
     if n_classes < 2:
         raise ValueError(f"a classifier has at least two classes, got {n_classes}")
     rng = np.random.default_rng(seed)
     metered = MeteredOracle(oracle, budget)
-    seed_rows = np.zeros((0, grid.n_features)) if seeds is None else grid.snap(seeds)
+    seed_rows = np.zeros((0, grid.n_features)) if seeds is None else np.asarray(seeds, dtype=np.float64)
+    if seed_rows.shape[0]:
+        center = seed_rows.mean(axis=0)
+        seed_rows = grid.snap(center + SEED_SPREAD * (seed_rows - center))
     seed_rows = seed_rows[rng.permutation(seed_rows.shape[0])]
     inputs: list[np.ndarray] = []
     answers: list[Answers] = []
