@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from abuse.simulation import natural_variation, walk_one_step
+from abuse.simulation import natural_variation, small_steps, walk_one_step
 from redteam.copies import SOFT, WORKING_RECIPE, predict_labels, soft_targets, train_copy
 from serving.input_schema import InputSchema
 
@@ -166,7 +166,7 @@ class PerturbationWalk:
         self.rng = np.random.default_rng(seed)
         pool = schema.check_codes(pool)
         self.start = pool[int(self.rng.integers(pool.shape[0]))].astype(np.int64)
-        self.unit = np.maximum(1, np.ceil(pool.astype(np.float64).std(axis=0) / 16)).astype(np.int64)
+        self.unit = small_steps(pool)
         self.current: np.ndarray | None = None
         self.current_confidence: np.ndarray | None = None
         self.last: np.ndarray | None = None

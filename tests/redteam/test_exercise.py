@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
-import numpy as np
 import pytest
 from django.core.management import call_command
 from django.db.models import Sum
@@ -19,14 +18,12 @@ from django.db.models import Sum
 from abuse.linking import LinkingPolicy, SignupFact, signup_rings
 from accounts.models import SignupRecord, User
 from billing.dashboard.revenue import revenue_summary
-from redteam import exercise, measure
+from redteam import exercise, measure, measurement
 from redteam.copies import CopyRecipe
 from redteam.model_kinds import ModelKindPlan
 from redteam.models import RedTeamRun
-from serving.ml.digits import load_digits_split
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush, querylog_pending
-from serving.registry.models import ModelVersion
 from tests.redteam.live_helpers import attacked_platform
 from tiers.models import Tier
 
@@ -42,8 +39,8 @@ def platform(registered_digits, tmp_path, monkeypatch) -> Iterator[tuple[str, st
     Tier.objects.filter(is_public=True).update(requests_per_minute=100_000, requests_per_hour=1_000_000)
     Tier.objects.filter(code="free").update(requests_per_day=FREE_PER_DAY)
     # Smaller copies than a real thief trains: the measurement's path is the same, in a fraction of the time.
-    monkeypatch.setattr(exercise, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
-    monkeypatch.setattr(exercise, "LOGIT_RECIPE", CopyRecipe((64,), 20, 3e-3, 64, 0.0, 100, 200))
+    monkeypatch.setattr(measurement, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
+    monkeypatch.setattr(measurement, "LOGIT_RECIPE", CopyRecipe((64,), 20, 3e-3, 64, 0.0, 100, 200))
     with attacked_platform(tmp_path) as (base_url, mail):
         yield base_url, str(mail)
 
@@ -79,7 +76,8 @@ def test_independent_campaigns_look_like_strangers_and_each_ring_like_one_script
 
 
 def test_the_ring_job_links_each_ring_and_no_stranger():
-    # Every campaign of two models signs up within the same minute: only the rings may look like one operator.
+    # Every campaign of two models signs up within the same minute (a model's two equation-solving campaigns on
+    # enterprise among them, each its own company): only the rings may look like one operator.
     kinds = [ModelKindPlan(slug, name, tier) for slug in ("digits", "table") for name in ("equation_solving",
              "inversion") for tier in ("enterprise", "pro", "free")]  # fmt: skip
     plans = [*exercise.default_plans("digits", sybil_accounts=3), *exercise.default_plans("table", sybil_accounts=3)]
@@ -97,6 +95,8 @@ def test_the_ring_job_links_each_ring_and_no_stranger():
     assert sorted(len(ring.members) for ring in rings) == [3, 3]
     assert all({owner[member].name for member in ring.members} == {"sybil"} for ring in rings)
     assert all(len({owner[member] for member in ring.members}) == 1 for ring in rings)
+    emails = [person.email for persons in people.values() for person in persons]
+    assert len(set(emails)) == len(emails)
 
 
 def test_a_model_its_attacker_has_no_natural_data_for_gets_the_campaigns_that_need_none():
@@ -183,32 +183,3 @@ def test_every_campaign_runs_over_http_and_the_report_counts_what_the_server_log
     for code in ("free", "pro", "enterprise"):
         ET.fromstring((tmp_path / "report" / f"agreement-digits-{code}.svg").read_text())  # noqa: S314 - our own
     assert "Report:" in out.getvalue()
-
-
-def test_the_attackers_pool_is_the_public_digits_which_trained_nothing_and_measure_nothing(registered_digits):
-    split = load_digits_split(seed=0)
-
-    reference = exercise.load_reference("digits")
-
-    assert np.array_equal(reference.pool, split.X_public) and np.array_equal(reference.pool_labels, split.y_public)
-    assert np.array_equal(reference.heldout, split.X_test)
-    pool = {row.tobytes() for row in reference.pool.astype(np.uint8)}
-    assert not pool & {row.tobytes() for row in np.concatenate([split.X_train, split.X_test]).astype(np.uint8)}
-
-
-def test_a_full_model_trained_on_every_digit_outside_the_held_out_rows_leaves_the_attacker_no_natural_data(
-    registered_digits,
-):
-    full = registered_digits["full"]
-    provenance = {key: value for key, value in full.provenance.items() if not key.startswith("public_")}
-    ModelVersion.objects.filter(pk=full.pk).update(provenance=provenance)
-
-    reference = exercise.load_reference("digits")
-
-    assert reference.pool is None and reference.pool_labels is None
-    assert exercise.baselines(reference)["public_labels_agreement"] is None
-
-
-def test_a_model_with_nothing_to_measure_against_is_refused(registered_digits):
-    with pytest.raises(RuntimeError, match="no model 'no-such-model'"):
-        exercise.load_reference("no-such-model")

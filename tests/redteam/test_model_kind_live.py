@@ -9,7 +9,7 @@ import pytest
 from django.db.models import Sum
 
 from accounts.models import User
-from redteam import exercise
+from redteam import exercise, measurement
 from redteam.copies import CopyRecipe
 from redteam.model_kinds import EQUATION_SOLVING, INVERSION, LINEAR, LOWD_MEEK
 from redteam.report import write_report
@@ -27,9 +27,9 @@ FEATURES = 30
 def platform(registered_digits, registered_breast_cancer, tmp_path, monkeypatch):
     Tier.objects.filter(is_public=True).update(requests_per_minute=100_000, requests_per_hour=1_000_000)
     # Smaller copies than a real thief trains: the measurement's path is the same, in a fraction of the time.
-    monkeypatch.setattr(exercise, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
-    monkeypatch.setattr(exercise, "LIGHT_RECIPE", CopyRecipe((16,), 10, 5e-3, 64, 1e-4, 100, 200))
-    monkeypatch.setattr(exercise, "LOGIT_RECIPE", CopyRecipe((64,), 20, 3e-3, 64, 0.0, 100, 200))
+    monkeypatch.setattr(measurement, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
+    monkeypatch.setattr(measurement, "LIGHT_RECIPE", CopyRecipe((16,), 10, 5e-3, 64, 1e-4, 100, 200))
+    monkeypatch.setattr(measurement, "LOGIT_RECIPE", CopyRecipe((64,), 20, 3e-3, 64, 0.0, 100, 200))
     with attacked_platform(tmp_path) as (base_url, mail):
         yield base_url, mail
 

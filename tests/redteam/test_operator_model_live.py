@@ -8,7 +8,7 @@ import pytest
 from django.db.models import Sum
 
 from accounts.models import User
-from redteam import exercise
+from redteam import exercise, measurement
 from redteam.copies import CopyRecipe
 from redteam.model_kinds import OTHER
 from redteam.report import render_markdown
@@ -25,7 +25,7 @@ BUDGET = 300
 def platform(tmp_path, monkeypatch):
     register_wine_cultivar(tmp_path, heldout=True)
     Tier.objects.filter(is_public=True).update(requests_per_minute=100_000, requests_per_hour=1_000_000)
-    monkeypatch.setattr(exercise, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
+    monkeypatch.setattr(measurement, "LABEL_RECIPE", CopyRecipe((32,), 20, 5e-3, 64, 0.0, 100, 200))
     with attacked_platform(tmp_path) as (base_url, mail):
         yield base_url, mail
 
@@ -34,7 +34,7 @@ def platform(tmp_path, monkeypatch):
 @pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
 def test_an_operators_model_is_red_teamed_with_no_code_for_it(platform):
     base_url, mail = platform
-    assert exercise.attacked_models() == [WINE_SLUG]  # registered with a held-out set: attacked by default
+    assert measurement.attacked_models() == [WINE_SLUG]  # registered with a held-out set: attacked by default
 
     summary = exercise.run_exercise(
         base_url=base_url, budget=BUDGET, sybil_accounts=2, days=30, mail_dir=mail, max_minutes=3, seed=5

@@ -54,6 +54,7 @@ from abuse.simulation.served import (
     natural_digits,
     natural_variation,
     reference_profile,
+    small_steps,
 )
 from abuse.simulation.windows import (
     ProgressPoint,
@@ -91,6 +92,7 @@ __all__ = [
     "recon_then_attack",
     "reference_profile",
     "risk_progression",
+    "small_steps",
     "sybil_ring",
     "uniform_random_attacker",
     "walk_one_step",

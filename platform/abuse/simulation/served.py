@@ -177,10 +177,8 @@ class SimulatedModel:
 
     @functools.cached_property
     def step_unit(self) -> np.ndarray:
-        """A small change of each feature, in codes: a sixteenth of its natural spread, at least one code (one
-        intensity level of a digit's pixel)."""
-        spread = self.natural_pool.astype(np.float64).std(axis=0)
-        return np.maximum(1, np.ceil(spread / 16)).astype(np.int64)
+        """A small change of each feature, in codes (`small_steps` of every natural input the simulation knows)."""
+        return small_steps(self.natural_pool)
 
     def natural(self, rng: np.random.Generator, n: int, *, exact_share: float = 0.3) -> np.ndarray:
         """`n` natural inputs: a share `exact_share` held-out rows as they are, the rest natural variants of any
@@ -195,6 +193,13 @@ class SimulatedModel:
             pool = self.natural_pool
             out[~exact] = self.vary(rng, pool[rng.integers(0, pool.shape[0], n_varied)])
         return out
+
+
+def small_steps(rows: np.ndarray) -> np.ndarray:
+    """A small change of each feature of natural `rows` (codes), in codes: a sixteenth of its spread in them, at least
+    one code (one intensity level of a digit's pixel). The step of a perturbation walk."""
+    spread = np.asarray(rows, dtype=np.float64).std(axis=0)
+    return np.maximum(1, np.ceil(spread / 16)).astype(np.int64)
 
 
 def natural_variation(
