@@ -31,3 +31,11 @@ class _RedactingLogger(gunicorn.glogging.Logger):
 
 
 logger_class = _RedactingLogger
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone: its live gauges leave the metrics (prometheus_client's multiprocess mode, bin/web)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "billing.payments.apps.PaymentsConfig",
     "billing.dashboard.apps.DashboardConfig",
     "redteam.apps.RedTeamConfig",
+    "monitoring.apps.MonitoringConfig",
 ]
 
 MIDDLEWARE = [
@@ -279,6 +280,10 @@ QUOTA_FALLBACK_FRACTION = env.float("QUOTA_FALLBACK_FRACTION", default=0.1)
 # For `make bench` only: measures the API without the quota check (records are still appended). `check --deploy`
 # fails while it is on.
 BENCHMARK_WITHOUT_QUOTA = env.bool("MOAT_BENCHMARK_WITHOUT_QUOTA", default=False)
+
+# --- Monitoring --------------------------------------------------------------------------------------------------
+# The Prometheus scraper's bearer token for /metrics; empty: /metrics answers 404 to everyone.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Billing -----------------------------------------------------------------------------------------------------
 # With no STRIPE_API_KEY the platform runs fully on local metering and invoice previews; upgrade buttons say that

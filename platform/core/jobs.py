@@ -13,6 +13,7 @@ import logging
 import redis
 from celery import Task
 from django.conf import settings
+from monitoring.metrics import celery_task_finished
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class MoatTask(Task):
         # The run returned (whatever its outcome): it was not lost with its worker.
         if task_id and not self.request.is_eager:
             self._forget_deliveries(task_id)
+        celery_task_finished(task=self.name, outcome=str(status))
         super().after_return(status, retval, task_id, args, kwargs, einfo)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:

@@ -1,4 +1,5 @@
-"""Error pages: JSON under /v1/, the site's own HTML elsewhere; neither names the framework or a version."""
+"""Error pages: JSON under /v1/ and /v2/ (each in its protocol's shape), the site's own HTML elsewhere; neither
+names the framework or a version."""
 
 import sys
 
@@ -19,10 +20,17 @@ _MESSAGES = {
 }
 
 
+def _is_v2(request: HttpRequest) -> bool:
+    return request.path == "/v2" or request.path.startswith("/v2/")
+
+
 def error_response(request: HttpRequest, status: int) -> HttpResponse:
     code, message = _MESSAGES[status]
     if request.path.startswith("/v1/"):
         return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    if _is_v2(request):
+        # The Open Inference Protocol's error object, Moat's code beside it (serving.predictions.api_v2).
+        return JsonResponse({"error": message, "code": code}, status=status)
     return render(request, "errors/error.html", {"status": status, "message": message}, status=status)
 
 
@@ -50,6 +58,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
         code, message = _MESSAGES[503]
         if request.path.startswith("/v1/"):
             response = JsonResponse({"error": {"code": code, "message": message}}, status=503)
+        elif _is_v2(request):
+            response = JsonResponse({"error": message, "code": code}, status=503)
         else:
             response = HttpResponse(
                 render_to_string("errors/error.html", {"status": 503, "message": message}), status=503

@@ -13,19 +13,21 @@ from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import unquote_plus
 
+import numpy as np
 import orjson
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from monitoring.metrics import api_call_observed
 
 from apikeys.authentication import bearer_token
 from apikeys.cache import ApiKeyContext, apikey_context
 from core.db import DATABASE_UNAVAILABLE_ERRORS
 from core.errors import ApplicationError
 from core.http import client_ip, user_agent
-from serving.defenses import DefenseConfig, apply_defenses
+from serving.defenses import DefendedPrediction, DefenseConfig, apply_defenses
 from serving.predictions.errors import (
     InvalidInputError,
     MethodNotAllowedError,
@@ -52,8 +54,16 @@ def json_response(data: object, *, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), content_type="application/json", status=status)
 
 
-def error_response(error: ApplicationError) -> HttpResponse:
-    response = json_response({"error": {"code": error.code, "message": error.message}}, status=error.status)
+ErrorBody = Callable[[ApplicationError], dict]
+
+
+def v1_error_body(error: ApplicationError) -> dict:
+    """/v1's error shape: `{"error": {"code", "message"}}`."""
+    return {"error": {"code": error.code, "message": error.message}}
+
+
+def error_response(error: ApplicationError, *, body: ErrorBody = v1_error_body) -> HttpResponse:
+    response = json_response(body(error), status=error.status)
     if error.status == 503:
         response["Retry-After"] = "5"
     return response
@@ -68,6 +78,9 @@ class _Call:
         self.started = time.perf_counter()
         self.key: ApiKeyContext | None = None
         self.tier: TierSnapshot | None = None
+        self.model_slug = ""  # the served model the call resolved to, for the metrics (never what the caller typed)
+        self.predictions = 0  # the rows answered, once admitted
+        self.refused_window = ""  # the quota window that refused the call, if one did
 
     def new_record(self, *, status: int, error_code: str = "") -> QueryRecord:
         if self.key is None:
@@ -139,12 +152,14 @@ def _rate_limit_headers(response: HttpResponse, decision: Decision) -> HttpRespo
     return response
 
 
-def _error_answer(call: _Call, error: ApplicationError, *, methods: tuple[str, ...]) -> HttpResponse:
+def _error_answer(
+    call: _Call, error: ApplicationError, *, methods: tuple[str, ...], body: ErrorBody = v1_error_body
+) -> HttpResponse:
     if call.key is not None:
         # The error answer does not depend on its record, so Redis trouble here is not the caller's.
         with contextlib.suppress(redis.RedisError):
             querylog_append(call.new_record(status=error.status, error_code=error.code))
-    response = error_response(error)
+    response = error_response(error, body=body)
     if isinstance(error, MethodNotAllowedError):
         response["Allow"] = ", ".join(methods)
     return response
@@ -157,68 +172,103 @@ def _key_in_url(request: HttpRequest) -> bool:
     return prefix in unquote_plus(request.META.get("QUERY_STRING", "")) or prefix in request.path_info
 
 
-def api_endpoint(*, endpoint: str, methods: tuple[str, ...]) -> Callable:
-    """Method check, authentication, quota, the JSON error shape, and a query-log record for every
-    authenticated call. A view returns `Served`; the quota decides whether it is sent."""
+def api_endpoint(
+    *, endpoint: str, methods: tuple[str, ...], route: str = "", error_body: ErrorBody = v1_error_body
+) -> Callable:
+    """Method check, authentication, quota, the JSON error shape (`error_body`: /v1's by default), a query-log
+    record for every authenticated call (as `endpoint`), and the call counted in the metrics (as `route`, by
+    default the endpoint). A view returns `Served`; the quota decides whether it is sent."""
+    route = route or endpoint
 
     def decorate(view: Callable) -> Callable:
         @csrf_exempt  # bearer keys, never cookies: there is no ambient credential to forge
         @wraps(view)
         def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
             call = _Call(request, endpoint)
-            try:
-                if _key_in_url(request):
-                    raise InvalidInputError(
-                        "Send the API key in the Authorization header, never in the URL. Treat this key as "
-                        "exposed and roll it in the portal."
-                    )
-                # The key first: a frozen key gets 403 on every endpoint, whatever else is wrong.
-                call.key = apikey_context(raw_key=bearer_token(request.META.get("HTTP_AUTHORIZATION", "")))
-                if request.method not in methods:
-                    raise MethodNotAllowedError(f"Use {' or '.join(methods)} on this endpoint.")
-                call.tier = tier_snapshot(code=call.key.tier_code)
-                served = view(request, call, **kwargs)
-                served.record.latency_us = int((time.perf_counter() - call.started) * 1_000_000)
-                decision = _admit(call, served)
-                if decision.spend_capped:
-                    return error_response(
-                        SpendCapReachedError(
-                            "Your organization has reached its monthly spend cap. An owner can raise it on the "
-                            "billing page; it resets when the billing period ends."
-                        )
-                    )
-                if not decision.admitted:
-                    words = _WINDOW_WORDS.get(decision.window, "a rate limit")
-                    response = error_response(
-                        RateLimitedError(f"You have reached {words}. Retry after {decision.retry_after} seconds.")
-                    )
-                    response["Retry-After"] = str(decision.retry_after)
-                    return _rate_limit_headers(response, decision)
-                response = _rate_limit_headers(served.response, decision)
-                response["X-Request-Id"] = served.record.request_id
-                return response
-            except ApplicationError as error:
-                return _error_answer(call, error, methods=methods)
-            except DATABASE_UNAVAILABLE_ERRORS:
-                # PostgreSQL is away and this call needed it (a key this process has never seen, the usage): 503
-                # with Retry-After at once, like Redis trouble, never a 500 page.
-                logger.warning("PostgreSQL is unavailable; %s answered 503", endpoint)
-                unavailable = ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds.")
-                return _error_answer(call, unavailable, methods=methods)
-            except redis.RedisError:
-                return error_response(
-                    ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds.")
-                )
+            response = _answer(view, request, call, kwargs, methods=methods, error_body=error_body)
+            api_call_observed(
+                route=route,
+                model=call.model_slug,
+                tier=call.key.tier_code if call.key is not None else "",
+                status=response.status_code,
+                seconds=time.perf_counter() - call.started,
+                predictions=call.predictions,
+                refused_window=call.refused_window,
+            )
+            return response
 
         return wrapper
 
     return decorate
 
 
-def _read_body(request: HttpRequest) -> bytes:
+def _answer(
+    view: Callable, request: HttpRequest, call: _Call, kwargs: dict, *, methods: tuple[str, ...], error_body: ErrorBody
+) -> HttpResponse:
+    try:
+        if _key_in_url(request):
+            raise InvalidInputError(
+                "Send the API key in the Authorization header, never in the URL. Treat this key as "
+                "exposed and roll it in the portal."
+            )
+        # The key first: a frozen key gets 403 on every endpoint, whatever else is wrong.
+        call.key = apikey_context(raw_key=bearer_token(request.META.get("HTTP_AUTHORIZATION", "")))
+        if request.method not in methods:
+            raise MethodNotAllowedError(f"Use {' or '.join(methods)} on this endpoint.")
+        call.tier = tier_snapshot(code=call.key.tier_code)
+        served = view(request, call, **kwargs)
+        served.record.latency_us = int((time.perf_counter() - call.started) * 1_000_000)
+        decision = _admit(call, served)
+        if decision.spend_capped:
+            return error_response(
+                SpendCapReachedError(
+                    "Your organization has reached its monthly spend cap. An owner can raise it on the "
+                    "billing page; it resets when the billing period ends."
+                ),
+                body=error_body,
+            )
+        if not decision.admitted:
+            words = _WINDOW_WORDS.get(decision.window, "a rate limit")
+            response = error_response(
+                RateLimitedError(f"You have reached {words}. Retry after {decision.retry_after} seconds."),
+                body=error_body,
+            )
+            response["Retry-After"] = str(decision.retry_after)
+            call.refused_window = decision.window
+            return _rate_limit_headers(response, decision)
+        if served.billable:
+            call.predictions = served.cost
+        response = _rate_limit_headers(served.response, decision)
+        response["X-Request-Id"] = served.record.request_id
+        return response
+    except ApplicationError as error:
+        return _error_answer(call, error, methods=methods, body=error_body)
+    except DATABASE_UNAVAILABLE_ERRORS:
+        # PostgreSQL is away and this call needed it (a key this process has never seen, the usage): 503
+        # with Retry-After at once, like Redis trouble, never a 500 page.
+        logger.warning("PostgreSQL is unavailable; %s answered 503", call.endpoint)
+        unavailable = ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds.")
+        return _error_answer(call, unavailable, methods=methods, body=error_body)
+    except redis.RedisError:
+        return error_response(
+            ServiceUnavailableError("The service is briefly unavailable. Retry in a few seconds."), body=error_body
+        )
+
+
+_JSON_ONLY = frozenset({"application/json"})
+
+
+def read_body(
+    request: HttpRequest,
+    *,
+    content_types: frozenset[str] = _JSON_ONLY,
+    media_message: str = "Send the body as JSON with 'Content-Type: application/json'.",
+) -> bytes:
+    """The request's body, at most `API_MAX_BODY_BYTES`, when its media type is one of `content_types` ("" stands
+    for none given); else UnsupportedMediaTypeError or PayloadTooLargeError."""
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise UnsupportedMediaTypeError("Send the body as JSON with 'Content-Type: application/json'.")
+    if content_type not in content_types:
+        raise UnsupportedMediaTypeError(media_message)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -245,16 +295,33 @@ def _defense_config(tier: TierSnapshot) -> DefenseConfig:
     return config
 
 
-@api_endpoint(endpoint="predict", methods=("POST",))
-def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
-    tier = call.tier
-    model = serving_model(slug=model_id, variant=tier.model_variant)
+def served_model(call: _Call, slug: str) -> ServingModel:
+    """The model `slug` as the call's tier is served it, or ModelNotFoundError."""
+    model = serving_model(slug=slug, variant=call.tier.model_variant)
     if model is None:
-        raise ModelNotFoundError(f"There is no model '{model_id[:64]}'. GET /v1/models lists the models you can use.")
-    schema = model.schema
-    canonical = schema.codes(parse_predict_body(_read_body(request), schema=schema, max_batch=tier.max_batch_size))
+        raise ModelNotFoundError(f"There is no model '{slug[:64]}'. GET /v1/models lists the models you can use.")
+    call.model_slug = model.slug
+    return model
+
+
+@dataclass(frozen=True)
+class AnsweredRows:
+    """A batch answered through the tier's defenses, whatever the protocol: the defended answers, the query-log
+    record that bills them, and which fields the caller is shown."""
+
+    defended: list[DefendedPrediction]
+    record: QueryRecord
+    with_confidence: bool
+    with_probabilities: bool
+    restricted: bool
+
+
+def answer_rows(call: _Call, model: ServingModel, canonical: np.ndarray) -> AnsweredRows:
+    """Answer canonical rows (`InputSchema.codes`) with `model` through the tier's defenses: the one pipeline of
+    /v1 predict and /v2 infer."""
+    tier = call.tier
     # The model answers the canonical values: a nudge below the grid step changes nothing anywhere.
-    logits = model.classifier.logits(schema.values(canonical))
+    logits = model.classifier.logits(model.schema.values(canonical))
     defended = apply_defenses(
         logits,
         canonical,
@@ -266,31 +333,46 @@ def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
     # A throttled organization is answered the label alone (see ApiKeyContext.restricted); its record keeps the
     # confidence the tier would have served, which the abuse jobs go on scoring.
     restricted = call.key.restricted
-    with_confidence = OutputField.CONFIDENCE in tier.output_fields and not restricted
-    with_probabilities = OutputField.PROBABILITIES in tier.output_fields and not restricted
-    predictions = []
-    for item in defended:
-        answer: dict = {"label": item.label}
-        if with_confidence:
-            answer["confidence"] = item.confidence
-        if not restricted and item.top_k is not None and len(item.top_k) > 1:
-            answer["top_k"] = [{"label": label, "confidence": conf} for label, conf in item.top_k]
-        if with_probabilities and item.probabilities is not None:
-            answer["probabilities"] = item.probabilities
-        predictions.append(answer)
+    # Every protocol's predictions are the query log's "predict" calls: billing and the abuse jobs read them alike.
     record = call.new_record(status=200)
+    record.endpoint = "predict"
     record.model_slug, record.model_version, record.variant = model.slug, model.version, model.variant
     record.inputs = canonical.tobytes()
-    record.input_row_bytes = schema.row_bytes
+    record.input_row_bytes = model.schema.row_bytes
     record.labels = [item.label for item in defended]
     record.clean_labels = [item.clean_label for item in defended]
     record.confidences = [float(item.confidence) for item in defended]
     record.watermarked = [bool(item.watermarked) for item in defended]
+    return AnsweredRows(
+        defended=defended,
+        record=record,
+        with_confidence=OutputField.CONFIDENCE in tier.output_fields and not restricted,
+        with_probabilities=OutputField.PROBABILITIES in tier.output_fields and not restricted,
+        restricted=restricted,
+    )
+
+
+@api_endpoint(endpoint="predict", methods=("POST",))
+def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
+    model = served_model(call, model_id)
+    schema = model.schema
+    canonical = schema.codes(parse_predict_body(read_body(request), schema=schema, max_batch=call.tier.max_batch_size))
+    answered = answer_rows(call, model, canonical)
+    predictions = []
+    for item in answered.defended:
+        answer: dict = {"label": item.label}
+        if answered.with_confidence:
+            answer["confidence"] = item.confidence
+        if not answered.restricted and item.top_k is not None and len(item.top_k) > 1:
+            answer["top_k"] = [{"label": label, "confidence": conf} for label, conf in item.top_k]
+        if answered.with_probabilities and item.probabilities is not None:
+            answer["probabilities"] = item.probabilities
+        predictions.append(answer)
     response = json_response({"model": model.slug, "version": model.version, "predictions": predictions})
-    if restricted:
+    if answered.restricted:
         response["X-Moat-Answers"] = "label-only"  # says why the confidences are missing; the portal says more
     # The quota script appends the record before anything is sent: an answer without one would be unbilled.
-    return Served(response=response, record=record, cost=len(defended), billable=True)
+    return Served(response=response, record=answered.record, cost=len(answered.defended), billable=True)
 
 
 def model_description(model: ServingModel) -> dict:

@@ -106,6 +106,12 @@ def parse_predict_body(body: bytes, *, schema: InputSchema, max_batch: int) -> n
     x = _rows_in_bulk(body, rows, schema)
     if x is None:
         x = np.array([_flat_row(row, index, schema) for index, row in enumerate(rows)], dtype=np.float64)
+    return check_values(x, schema=schema)
+
+
+def check_values(x: np.ndarray, *, schema: InputSchema) -> np.ndarray:
+    """`x` (n, schema.n_features) when every value is finite and within its bounds; else InvalidInputError naming
+    the first input and value that is not (any protocol's rows go through here)."""
     if not np.isfinite(x).all():
         raise InvalidInputError("inputs must be finite numbers.")
     if schema.out_of_bounds(x).any():

@@ -102,6 +102,8 @@ def world(db) -> World:
         "ring_id": str(ring.pk),
         "action": sorted(ACTIONS)[0],
         "model_id": "digits",
+        "model_name": "digits",
+        "version": "1",
         "uidb64": urlsafe_base64_encode(force_bytes(owner_a.pk)),
         "id": str(member_a.pk),  # the admin's password change of a user
         "app_label": "accounts",
@@ -360,6 +362,16 @@ CSRF_EXEMPT = {
     "api:predict": "bearer keys, never cookies",
     "api:usage": "bearer keys, never cookies",
     "^v1/": "the API's JSON 404 for any method",
+    "v2-server-metadata": "the Open Inference Protocol's keyless probes read no cookie",
+    "v2:server-live": "the Open Inference Protocol's keyless probes read no cookie",
+    "v2:server-ready": "the Open Inference Protocol's keyless probes read no cookie",
+    "v2:model-metadata": "bearer keys, never cookies",
+    "v2:version-metadata": "bearer keys, never cookies",
+    "v2:model-ready": "bearer keys, never cookies",
+    "v2:version-ready": "bearer keys, never cookies",
+    "v2:infer": "bearer keys, never cookies",
+    "v2:version-infer": "bearer keys, never cookies",
+    "^v2/": "the Open Inference Protocol's JSON 404 for any method",
     "payments:stripe-webhook": "Stripe signs the raw body; it cannot send a token",
 }
 
