@@ -9,9 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush
-from tests.factories import OrganizationFactory, member, raw_key_for
 from tests.processes import web_server
-from tests.serving.predictions.test_api import natural_inputs
+from tests.serving.predictions.test_api import key_on, natural_inputs
 from tiers.models import Tier
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,10 +29,7 @@ def _sum(samples: list, name: str, **labels) -> float:
 
 def test_a_scrape_counts_what_the_query_log_holds(registered_digits, tmp_path):
     Tier.objects.filter(code="free").update(requests_per_minute=12)
-    keys = {
-        code: raw_key_for(member(organization=OrganizationFactory(tier=Tier.objects.get(code=code))).membership.organization)
-        for code in ("free", "pro", "enterprise")
-    }  # fmt: skip
+    keys = {code: key_on(code) for code in ("free", "pro", "enterprise")}
     rng = np.random.default_rng(3)
     rows = natural_inputs(40, seed=9)
     with web_server(log_path=tmp_path / "web.log", workers=2, extra_env={"METRICS_TOKEN": TOKEN}) as (base_url, _):

@@ -85,16 +85,7 @@ def test_infer_answers_each_tier_exactly_as_v1_predict(registered_digits):
     for tier in ("free", "pro", "enterprise"):
         key = key_on(tier)
         ours = v2("post", "/v2/models/digits/infer", key, infer_body(rows, id="req-7"))
-        theirs = orjson.loads(
-            Client()
-            .post(
-                "/v1/models/digits/predict",
-                data=orjson.dumps({"inputs": rows}),
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {key}",
-            )  # fmt: skip
-            .content
-        )["predictions"]
+        theirs = orjson.loads(predict(key, rows).content)["predictions"]
         assert ours.status_code == 200, ours.content
         assert ours["X-RateLimit-Limit"] and ours["X-Request-Id"]
         body = orjson.loads(ours.content)

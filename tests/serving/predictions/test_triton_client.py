@@ -11,7 +11,7 @@ from tritonclient.utils import InferenceServerException
 from apikeys.services import apikeys_freeze_for_organization
 from tests.factories import OrganizationFactory, member, raw_key_for
 from tests.processes import web_server
-from tests.serving.predictions.test_api import natural_inputs
+from tests.serving.predictions.test_api import key_on, natural_inputs
 from tiers.models import Tier
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,10 +29,7 @@ def _infer(client, key: str, rows: np.ndarray, *, binary: bool, outputs=None):
 
 def test_tritonclient_reads_metadata_and_infers_on_every_tier(registered_digits, tmp_path):
     Tier.objects.update(requests_per_minute=1_000_000, requests_per_hour=1_000_000, requests_per_day=1_000_000)
-    keys = {
-        code: raw_key_for(member(organization=OrganizationFactory(tier=Tier.objects.get(code=code))).membership.organization)
-        for code in ("free", "pro", "enterprise")
-    }  # fmt: skip
+    keys = {code: key_on(code) for code in ("free", "pro", "enterprise")}
     rows = np.asarray(natural_inputs(6, seed=11), dtype=np.float32)
     with web_server(log_path=tmp_path / "web.log") as (base_url, _):
         client = _client(base_url)
@@ -53,7 +50,7 @@ def test_tritonclient_reads_metadata_and_infers_on_every_tier(registered_digits,
             assert labels.shape == (6,) and set(labels.tolist()) <= {str(d) for d in range(10)}
             assert (as_json.as_numpy("label") == labels).all()
             confidence = as_binary.as_numpy("confidence")
-            assert confidence.shape == (6,) and ((0 < confidence) & (confidence <= 1)).all()
+            assert confidence.shape == (6,) and ((confidence > 0) & (confidence <= 1)).all()
             if tier == "enterprise":
                 probabilities = as_binary.as_numpy("probabilities")
                 assert probabilities.shape == (6, 10)
