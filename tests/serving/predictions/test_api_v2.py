@@ -11,7 +11,7 @@ from apikeys.services import apikeys_freeze_for_organization
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush
 from tests.factories import raw_key_for
-from tests.serving.predictions.test_api import key_on, natural_inputs
+from tests.serving.predictions.test_api import key_on, natural_inputs, predict
 from tiers.cache import tier_cache_clear
 from tiers.models import Tier
 
