@@ -26,11 +26,15 @@ fi
 # Reinstall only when the dependency list changed: a second run starts in seconds.
 EXTRAS="${MOAT_EXTRAS:-}"
 STAMP=".venv/.moat-installed${EXTRAS:+-$EXTRAS}"
-WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+WANT="$(cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "==> installing Moat and its dependencies into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
+  if [ -n "$EXTRAS" ]; then
+    # The official Python client (clients/python): the tests drive it against the real server.
+    .venv/bin/python -m pip install -q -e clients/python
+  fi
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
