@@ -35,6 +35,7 @@ DATATYPES = {
 }  # fmt: skip
 _REQUEST_FIELDS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_FIELDS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+_OUTPUT_FIELDS = frozenset({"name", "parameters"})
 _MAX_CLASSIFICATION = 1_000
 
 
@@ -107,37 +108,46 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 
 
 def _parameters(value: object, where: str) -> dict:
-    if value is None:
-        return {}
     if not isinstance(value, dict):
         raise InvalidInputError(f"{where} must be an object of parameters.")
     return value
 
 
-def _requested_outputs(value: object, served: Sequence[str]) -> tuple[RequestedOutput, ...] | None:
-    if value is None:
-        return None
+def _requested_outputs(value: object, served: Sequence[str]) -> tuple[RequestedOutput, ...]:
     if not isinstance(value, list) or not value:
         raise InvalidInputError('"outputs" must be a non-empty list of {"name": ...} objects, or left out.')
     requested = []
     for index, item in enumerate(value):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInputError(f'outputs[{index}] must be an object with a "name".')
+        unknown = sorted(item.keys() - _OUTPUT_FIELDS)
+        if unknown:
+            raise InvalidInputError(f"Unknown field(s) in outputs[{index}]: {', '.join(unknown)}.")
         name = item["name"]
         if name not in served:
             raise InvalidInputError(
                 f"outputs[{index}]: there is no output '{name[:64]}' for your plan; it serves {', '.join(served)}."
             )
-        classification = _parameters(item.get("parameters"), f"outputs[{index}].parameters").get("classification", 0)
-        if isinstance(classification, bool) or not isinstance(classification, int) or classification < 0:
+        parameters = _parameters(item.get("parameters", {}), f"outputs[{index}].parameters")
+        if not isinstance(parameters.get("binary_data", False), bool):
+            raise InvalidInputError(
+                f"outputs[{index}]: binary_data must be true or false (outputs are JSON either way)."
+            )
+        classification = parameters.get("classification", 0)
+        # JSON has no integers apart: 3.0 is 3 (as JSON Schema reads it too).
+        whole = isinstance(classification, int) or (isinstance(classification, float) and classification.is_integer())
+        if isinstance(classification, bool) or not whole or classification < 0:
             raise InvalidInputError(f"outputs[{index}]: classification must be a whole number of classes, 0 or more.")
-        requested.append(RequestedOutput(name=name, classification=min(classification, _MAX_CLASSIFICATION)))
+        requested.append(RequestedOutput(name=name, classification=int(min(classification, _MAX_CLASSIFICATION))))
     return tuple(requested)
 
 
-def _tensor_values(tensor: dict, dtype: np.dtype, count: int, binary: bytes, offset: int) -> tuple[np.ndarray, int]:
-    """The tensor's `count` values as float64 and the binary offset after them."""
-    size = _parameters(tensor.get("parameters"), "inputs[0].parameters").get("binary_data_size")
+def _tensor_values(
+    tensor: dict, dtype: np.dtype, count: int, binary: bytes, offset: int, *, may_hold_booleans: bool
+) -> tuple[np.ndarray, int]:
+    """The tensor's `count` values as float64 and the binary offset after them. `may_hold_booleans`: the JSON has a
+    `true` or `false` somewhere, which numpy would silently read as 1 or 0 among numbers."""
+    size = _parameters(tensor.get("parameters", {}), "inputs[0].parameters").get("binary_data_size")
     if size is not None:
         if "data" in tensor:
             raise InvalidInputError('inputs[0] has both "data" and binary_data_size; send one of them.')
@@ -160,11 +170,17 @@ def _tensor_values(tensor: dict, dtype: np.dtype, count: int, binary: bytes, off
         if data.dtype.kind not in "iuf" and data.size:
             raise InvalidInputError("inputs[0].data must contain only numbers.")
         raise InvalidInputError(f"inputs[0].data holds {data.size} values; its shape needs {count}.")
+    if may_hold_booleans and not _only_numbers(tensor["data"]):
+        raise InvalidInputError("inputs[0].data must contain only numbers.")
     values = data.reshape(-1).astype(np.float64)
     if dtype.kind in "iu" and not np.array_equal(values, np.trunc(values)):
         kind = "unsigned integer" if dtype.kind == "u" else "integer"
         raise InvalidInputError(f"inputs[0] is declared {kind}; send whole numbers or declare FP32.")
     return values, offset
+
+
+def _only_numbers(data: object) -> bool:
+    return set(map(type, np.asarray(data, dtype=object).ravel().tolist())) <= {int, float}
 
 
 def parse_infer_request(
@@ -189,9 +205,9 @@ def parse_infer_request(
     if unknown:
         raise InvalidInputError(f"Unknown field(s): {', '.join(unknown)}.")
     request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if "id" in payload and not isinstance(request_id, str):
         raise InvalidInputError('"id" must be a string.')
-    _parameters(payload.get("parameters"), "parameters")
+    _parameters(payload.get("parameters", {}), "parameters")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidInputError(f"This model takes one input tensor, '{INPUT_NAME}' of shape "
@@ -200,8 +216,10 @@ def parse_infer_request(
     unknown = sorted(tensor.keys() - _INPUT_FIELDS)
     if unknown:
         raise InvalidInputError(f"Unknown field(s) in inputs[0]: {', '.join(unknown)}.")
+    if not isinstance(tensor.get("name"), str):
+        raise InvalidInputError(f"inputs[0] needs a \"name\" (the model's input is '{INPUT_NAME}').")
     datatype = tensor.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInputError(
             f"inputs[0].datatype must be one of {', '.join(DATATYPES)} (the model takes numbers), not "
             f"{str(datatype)[:16]!r}."
@@ -222,13 +240,14 @@ def parse_infer_request(
     if n > max_batch:
         raise InvalidInputError(f"Your plan allows at most {max_batch} inputs per request; this one has {n}.")
     dtype = np.dtype(DATATYPES[datatype])
-    values, used = _tensor_values(tensor, dtype, math.prod(shape), binary, 0)
+    booleans = b"true" in header or b"false" in header
+    values, used = _tensor_values(tensor, dtype, math.prod(shape), binary, 0, may_hold_booleans=booleans)
     if used != len(binary):
         raise InvalidInputError("The body holds more tensor bytes than the inputs' binary_data_size say.")
     return InferRequest(
         rows=values.reshape(n, schema.n_features),
         request_id=request_id,
-        outputs=_requested_outputs(payload.get("outputs"), served_output_names),
+        outputs=_requested_outputs(payload["outputs"], served_output_names) if "outputs" in payload else None,
     )
 
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of /v1, served at /api/openapi.json, written from the registry.
+"""The OpenAPI 3.1 description of /v1 and /v2, served at /api/openapi.json, written from the registry.
 
 Written as data rather than generated: the hot-path views are plain Django views (see api.py), which no schema
 generator can introspect. Every active model gets its own predict path, `/v1/models/<id>/predict`, whose body and
@@ -14,32 +14,15 @@ from django.views.decorators.http import require_safe
 from core.db import DATABASE_UNAVAILABLE_ERRORS
 from serving.predictions.api import json_response
 from serving.predictions.runtime import ServingModel, serving_models
+from serving.predictions.schema_errors import error_responses
+from serving.predictions.schema_v2 import v2_paths, v2_schemas
 from tiers.models import MAX_BATCH_LIMIT, ModelVariant
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _errors(*statuses: int) -> dict:
-    descriptions = {
-        400: "invalid_input: wrong shape, NaN or infinity, out-of-range values, non-numbers, an empty or too large "
-        "batch, an undecodable image, or a key sent in the URL",
-        401: "invalid_api_key: missing, malformed, unknown, revoked or expired key",
-        403: "key_frozen, or terms_not_accepted",
-        404: "model_not_found",
-        405: "method_not_allowed",
-        413: "payload_too_large",
-        402: "spend_cap_reached: the organization's monthly spend cap is reached",
-        415: "unsupported_media_type: the body must be application/json",
-        429: "rate_limited (with Retry-After and X-RateLimit-* headers)",
-        503: "service_unavailable (with Retry-After)",
-    }
-    return {
-        str(status): {
-            "description": descriptions[status],
-            "content": {"application/json": {"schema": _ERROR}},
-        }
-        for status in statuses
-    }
+    return error_responses(*statuses, schema=_ERROR)
 
 
 def served_models() -> list[ServingModel]:
@@ -206,14 +189,18 @@ def openapi_spec(models: list[ServingModel] | None = None) -> dict:
             },
         }
     }
+    paths.update(v2_paths(models, _component_name))
+    schemas.update(v2_schemas(models, _component_name))
     bound = {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Moat prediction API",
             "version": "1",
-            "description": "Predictions from Moat's hosted models. Authenticate with `Authorization: Bearer <key>`. "
-            "The Terms of Service forbid scraping, reverse engineering and training models on the outputs.",
+            "description": "Predictions from Moat's hosted models, through Moat's own /v1 API or the Open Inference "
+            "Protocol (/v2, KServe's V2: Triton's and KServe's clients work against it). Authenticate with "
+            "`Authorization: Bearer <key>`. The Terms of Service forbid scraping, reverse engineering and training "
+            "models on the outputs.",
         },
         "servers": [{"url": settings.SITE_URL}],
         "security": [{"bearerAuth": []}],

@@ -178,6 +178,17 @@ def test_an_image_model_takes_its_image_shape_too(registered_digits):
         ({"inputs": [{"name": "input", "shape": [0, 64], "datatype": "FP32", "data": []}]}, "no input"),
         ({"inputs": [{"name": "input", "shape": [101, 64], "datatype": "FP32", "data": [0] * 6464}]}, "at most"),
         ({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [True] * 64}]}, "only numbers"),
+        (
+            {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 63 + [False]}]},
+            "only numbers",
+        ),
+        ({"inputs": [{"name": "input", "shape": [1, 64], "datatype": {}, "data": [0] * 64}]}, "datatype"),
+        ({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "id": None}, '"id"'),
+        ({"inputs": [{"shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}, '"name"'),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "outputs": None},
+            "outputs",
+        ),
         ({"inputs": [{"name": "input", "shape": [-1, 64], "datatype": "FP32", "data": [0] * 64}]}, "whole numbers"),
         ({"inputs": [], "extra": 1}, "Unknown field"),
     ],

@@ -1,5 +1,5 @@
-"""The OpenAPI document is valid, served, and describes exactly the /v1 routes of the URLconf, the predict route once
-per served model, from the registry."""
+"""The OpenAPI document is valid, served, and describes exactly the /v1 and /v2 routes of the URLconf, each model's
+routes once per served model, from the registry."""
 
 import re
 
@@ -12,13 +12,14 @@ from openapi_spec_validator import validate
 from serving.predictions.schema import openapi_spec
 
 
-def _v1_routes(resolver: URLResolver, prefix: str = "") -> set[tuple[str, str]]:
+def _api_routes(resolver: URLResolver, prefix: str = "") -> set[tuple[str, str]]:
+    """The /v1 and /v2 routes of the URLconf, their arguments as {name}."""
     found = set()
     for entry in resolver.url_patterns:
         route = prefix + str(entry.pattern)
         if isinstance(entry, URLResolver):
-            found |= _v1_routes(entry, route)
-        elif isinstance(entry, URLPattern) and route.startswith("v1/") and not route.startswith("^"):
+            found |= _api_routes(entry, route)
+        elif isinstance(entry, URLPattern) and route.startswith(("v1/", "v2")) and not route.startswith("^"):
             found.add(("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route), entry.name))
     return found
 
@@ -30,14 +31,16 @@ def test_the_document_is_valid_openapi_3_1():
     validate(openapi_spec())
 
 
-def test_the_document_lists_every_v1_route_and_nothing_else_with_the_predict_route_per_served_model():
+def test_the_document_lists_every_api_route_and_nothing_else_with_each_model_route_per_served_model():
     routes = set()
-    for path, _ in _v1_routes(get_resolver()):
-        if "{model_id}" in path:
-            routes |= {path.replace("{model_id}", slug) for slug in ("breast-cancer", "digits")}
+    for path, _ in _api_routes(get_resolver()):
+        model_argument = next((name for name in ("{model_id}", "{model_name}") if name in path), None)
+        if model_argument:
+            routes |= {path.replace(model_argument, slug) for slug in ("breast-cancer", "digits")}
         else:
             routes.add(path)
     assert routes == set(openapi_spec()["paths"])
+    assert "/v2/models/digits/versions/{version}/infer" in routes
 
 
 def test_each_models_path_describes_its_own_input_classes_and_an_example_from_its_reference_data():
