@@ -1,5 +1,7 @@
 """Portal pages: the landing page, the account overview and the API docs."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -66,6 +68,9 @@ def docs(request: HttpRequest) -> HttpResponse:
         "portal/docs.html",
         {
             "api_base": settings.SITE_URL + "/v1",
+            "site_url": settings.SITE_URL,
+            "site_host": urlsplit(settings.SITE_URL).netloc,
+            "site_ssl": urlsplit(settings.SITE_URL).scheme == "https",
             "key_prefix": settings.API_KEY_PREFIX,
             "tiers": tier_list(),
             "models": models,

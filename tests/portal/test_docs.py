@@ -1,12 +1,15 @@
 """The portal's API page describes every served model from the registry: its input, classes, who answers each plan
 and an example body; no text is written per model."""
 
+import html
 import re
 
+import orjson
 import pytest
 from django.test import Client
 
 from serving.registry.models import ModelVersion
+from tests.serving.predictions.test_api import key_on
 
 pytestmark = pytest.mark.django_db
 
@@ -41,3 +44,18 @@ def test_the_page_still_explains_the_api_when_no_model_is_served(db):
 
     assert page.status_code == 200
     assert "No model is being served right now." in page.content.decode()
+
+
+def test_the_page_documents_the_python_client_and_an_open_inference_protocol_call_that_works(registered_digits):
+    page = html.unescape(Client().get("/docs/").content.decode())
+    assert 'id="python-client"' in page and "pip install ./clients/python" in page
+    assert 'moat.predict("digits", [' in page and "RateLimitedError" in page
+    # The /v2 example's body, as the page prints it, is answered.
+    body = re.search(r"-d '(\{\"inputs\": \[\{\"name\": \"input\".*?\})'", page, re.S).group(1)
+    answer = Client().post(
+        "/v2/models/digits/infer", data=body, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key_on('pro')}",
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.content
+    assert orjson.loads(answer.content)["outputs"][0]["name"] == "label"
+    assert 'triton.InferInput("input", [1, 64], "FP32")' in page

@@ -70,6 +70,9 @@ def test_every_route_that_takes_an_id_is_in_the_cross_tenant_table():
         "accounts:password_reset_confirm",
         "accounts:invitation_accept",
         "api:predict",  # a model id: models are shared by every tenant, and the API scopes by key
+        # The Open Inference Protocol's routes take a model name and version: shared models, scoped by key.
+        *("v2:model-metadata", "v2:version-metadata", "v2:model-ready", "v2:version-ready", "v2:infer"),
+        "v2:version-infer",
     } == set(CROSS_TENANT_ROUTES)
 
 
