@@ -39,6 +39,17 @@ def natural_measurements(n: int) -> list[list[float]]:
     return data[np.random.default_rng(0).choice(len(data), size=n, replace=False)].tolist()
 
 
+def v2_body(rows: list[list[float]]) -> str:
+    """The Open Inference Protocol's request for the same rows (one FP32 tensor, row-major JSON data)."""
+    tensor = {
+        "name": "input",
+        "shape": [len(rows), len(rows[0])],
+        "datatype": "FP32",
+        "data": [v for row in rows for v in row],
+    }
+    return json.dumps({"inputs": [tensor]})
+
+
 def run_wrk(url: str, *, method: str, key: str | None, body: str | None, seconds: int, connections: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "request.lua"
@@ -96,6 +107,7 @@ def main() -> None:
     tabular_single = json.dumps({"inputs": natural_measurements(1)})
     tabular_batch = json.dumps({"inputs": natural_measurements(100)})
     predict = f"{args.base_url}/v1/models/digits/predict"
+    infer = f"{args.base_url}/v2/models/digits/infer"
     tabular = f"{args.base_url}/v1/models/breast-cancer/predict"
     common = {"seconds": args.seconds, "connections": args.connections}
     pro, enterprise = args.pro_key, args.enterprise_key
@@ -105,10 +117,15 @@ def main() -> None:
     run_wrk(f"{args.base_url}/healthz", method="GET", key=None, body=None, **warm)
     run_wrk(predict, method="POST", key=pro, body=single, **warm)
     run_wrk(tabular, method="POST", key=pro, body=tabular_single, **warm)
+    run_wrk(infer, method="POST", key=pro, body=v2_body(natural_inputs(1)), **warm)
     results = {
         "plain view (GET /healthz)": run_wrk(f"{args.base_url}/healthz", method="GET", key=None, body=None, **common),
         "predict, 1 input (pro)": run_wrk(predict, method="POST", key=pro, body=single, **common),
+        "v2 infer, 1 input (pro)": run_wrk(infer, method="POST", key=pro, body=v2_body(natural_inputs(1)), **common),
         "predict, 100 inputs (pro)": run_wrk(predict, method="POST", key=pro, body=batch, **common),
+        "v2 infer, 100 inputs (pro)": run_wrk(
+            infer, method="POST", key=pro, body=v2_body(natural_inputs(100)), **common
+        ),
         "predict, 1 input (enterprise)": run_wrk(predict, method="POST", key=enterprise, body=single, **common),
         "breast-cancer, 1 input (pro)": run_wrk(tabular, method="POST", key=pro, body=tabular_single, **common),
         "breast-cancer, 100 inputs (pro)": run_wrk(tabular, method="POST", key=pro, body=tabular_batch, **common),
@@ -125,6 +142,11 @@ def main() -> None:
             f"{name:38} {figures['requests_per_second']:9.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
             f"{ratio:9.0%} {figures['non_2xx']:8d}"
         )
+    # The Open Inference Protocol on the same model and rows, measured right after /v1's: the protocol's cost.
+    for size in ("1 input", "100 inputs"):
+        v1, v2 = results[f"predict, {size} (pro)"], results[f"v2 infer, {size} (pro)"]
+        v2["ratio_to_v1_predict"] = round(v2["requests_per_second"] / v1["requests_per_second"], 3)
+        print(f"/v2 infer against /v1 predict, {size}: {v2['ratio_to_v1_predict']:.0%} of its requests/s")
     for name in ("predict, 100 inputs (pro)", "breast-cancer, 100 inputs (pro)"):
         print(f"predictions/s with batches of 100, {name}: {results[name]['requests_per_second'] * 100:,.0f}")
     RESULTS.mkdir(exist_ok=True)
