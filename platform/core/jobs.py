@@ -13,6 +13,7 @@ import logging
 import redis
 from celery import Task
 from django.conf import settings
+
 from monitoring.metrics import celery_task_finished
 
 logger = logging.getLogger(__name__)

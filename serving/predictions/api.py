@@ -20,13 +20,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from monitoring.metrics import api_call_observed
 
 from apikeys.authentication import bearer_token
 from apikeys.cache import ApiKeyContext, apikey_context
 from core.db import DATABASE_UNAVAILABLE_ERRORS
 from core.errors import ApplicationError
 from core.http import client_ip, user_agent
+from monitoring.metrics import api_call_observed
 from serving.defenses import DefendedPrediction, DefenseConfig, apply_defenses
 from serving.predictions.errors import (
     InvalidInputError,
@@ -69,7 +69,7 @@ def error_response(error: ApplicationError, *, body: ErrorBody = v1_error_body) 
     return response
 
 
-class _Call:
+class ApiCall:
     """What one API call has learned so far, for its query-log record."""
 
     def __init__(self, request: HttpRequest, endpoint: str) -> None:
@@ -120,7 +120,7 @@ _WINDOW_WORDS = {
 }
 
 
-def _admit(call: _Call, served: Served) -> Decision:
+def _admit(call: ApiCall, served: Served) -> Decision:
     if settings.BENCHMARK_WITHOUT_QUOTA:  # the benchmark's baseline; refused by `check --deploy`
         querylog_append(served.record)
         return Decision(admitted=True, window="none", limit=0, remaining=0, reset_seconds=0)
@@ -153,7 +153,7 @@ def _rate_limit_headers(response: HttpResponse, decision: Decision) -> HttpRespo
 
 
 def _error_answer(
-    call: _Call, error: ApplicationError, *, methods: tuple[str, ...], body: ErrorBody = v1_error_body
+    call: ApiCall, error: ApplicationError, *, methods: tuple[str, ...], body: ErrorBody = v1_error_body
 ) -> HttpResponse:
     if call.key is not None:
         # The error answer does not depend on its record, so Redis trouble here is not the caller's.
@@ -184,7 +184,7 @@ def api_endpoint(
         @csrf_exempt  # bearer keys, never cookies: there is no ambient credential to forge
         @wraps(view)
         def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
-            call = _Call(request, endpoint)
+            call = ApiCall(request, endpoint)
             response = _answer(view, request, call, kwargs, methods=methods, error_body=error_body)
             api_call_observed(
                 route=route,
@@ -203,7 +203,13 @@ def api_endpoint(
 
 
 def _answer(
-    view: Callable, request: HttpRequest, call: _Call, kwargs: dict, *, methods: tuple[str, ...], error_body: ErrorBody
+    view: Callable,
+    request: HttpRequest,
+    call: ApiCall,
+    kwargs: dict,
+    *,
+    methods: tuple[str, ...],
+    error_body: ErrorBody,
 ) -> HttpResponse:
     try:
         if _key_in_url(request):
@@ -295,7 +301,7 @@ def _defense_config(tier: TierSnapshot) -> DefenseConfig:
     return config
 
 
-def served_model(call: _Call, slug: str) -> ServingModel:
+def served_model(call: ApiCall, slug: str) -> ServingModel:
     """The model `slug` as the call's tier is served it, or ModelNotFoundError."""
     model = serving_model(slug=slug, variant=call.tier.model_variant)
     if model is None:
@@ -316,7 +322,7 @@ class AnsweredRows:
     restricted: bool
 
 
-def answer_rows(call: _Call, model: ServingModel, canonical: np.ndarray) -> AnsweredRows:
+def answer_rows(call: ApiCall, model: ServingModel, canonical: np.ndarray) -> AnsweredRows:
     """Answer canonical rows (`InputSchema.codes`) with `model` through the tier's defenses: the one pipeline of
     /v1 predict and /v2 infer."""
     tier = call.tier
@@ -353,7 +359,7 @@ def answer_rows(call: _Call, model: ServingModel, canonical: np.ndarray) -> Answ
 
 
 @api_endpoint(endpoint="predict", methods=("POST",))
-def predict(request: HttpRequest, call: _Call, model_id: str) -> Served:
+def predict(request: HttpRequest, call: ApiCall, model_id: str) -> Served:
     model = served_model(call, model_id)
     schema = model.schema
     canonical = schema.codes(parse_predict_body(read_body(request), schema=schema, max_batch=call.tier.max_batch_size))
@@ -409,13 +415,13 @@ def model_description(model: ServingModel) -> dict:
 
 
 @api_endpoint(endpoint="models", methods=("GET",))
-def model_list(request: HttpRequest, call: _Call) -> Served:
+def model_list(request: HttpRequest, call: ApiCall) -> Served:
     models = [model_description(model) for model in serving_models(variant=call.tier.model_variant)]
     return Served(response=json_response({"models": models}), record=call.new_record(status=200))
 
 
 @api_endpoint(endpoint="usage", methods=("GET",))
-def usage(request: HttpRequest, call: _Call) -> Served:
+def usage(request: HttpRequest, call: ApiCall) -> Served:
     tier = call.tier
     current = usage_for_organization(organization_id=call.key.organization_id, now=timezone.now())
     response = json_response(

@@ -17,15 +17,15 @@ from functools import wraps
 import redis
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from monitoring.metrics import api_call_observed
 
 from core.db import DATABASE_UNAVAILABLE_ERRORS
 from core.errors import ApplicationError
 from core.redis import redis_client
+from monitoring.metrics import api_call_observed
 from serving.predictions import inference_protocol as protocol
 from serving.predictions.api import (
+    ApiCall,
     Served,
-    _Call,
     answer_rows,
     api_endpoint,
     error_response,
@@ -95,7 +95,7 @@ def server_metadata(request: HttpRequest) -> HttpResponse:
     return json_response({"name": "moat", "version": "2", "extensions": list(protocol.EXTENSIONS)})
 
 
-def _tier_model(call: _Call, model_name: str, version: str | None) -> ServingModel:
+def _tier_model(call: ApiCall, model_name: str, version: str | None) -> ServingModel:
     model = served_model(call, model_name)
     if version is not None and version != model.version:
         raise ModelNotFoundError(
@@ -105,7 +105,7 @@ def _tier_model(call: _Call, model_name: str, version: str | None) -> ServingMod
     return model
 
 
-def _outputs(call: _Call, model: ServingModel) -> list[dict]:
+def _outputs(call: ApiCall, model: ServingModel) -> list[dict]:
     fields = call.tier.output_fields
     return protocol.served_outputs(
         with_confidence=OutputField.CONFIDENCE in fields,
@@ -115,7 +115,7 @@ def _outputs(call: _Call, model: ServingModel) -> list[dict]:
 
 
 @api_endpoint(endpoint="v2_model_metadata", methods=("GET",), error_body=oip_error_body)
-def model_metadata(request: HttpRequest, call: _Call, model_name: str, version: str | None = None) -> Served:
+def model_metadata(request: HttpRequest, call: ApiCall, model_name: str, version: str | None = None) -> Served:
     model = _tier_model(call, model_name, version)
     body = protocol.model_metadata(
         name=model.slug, version=model.version, schema=model.schema, outputs=_outputs(call, model)
@@ -124,13 +124,13 @@ def model_metadata(request: HttpRequest, call: _Call, model_name: str, version: 
 
 
 @api_endpoint(endpoint="v2_model_ready", methods=("GET",), error_body=oip_error_body)
-def model_ready(request: HttpRequest, call: _Call, model_name: str, version: str | None = None) -> Served:
+def model_ready(request: HttpRequest, call: ApiCall, model_name: str, version: str | None = None) -> Served:
     model = _tier_model(call, model_name, version)
     return Served(response=json_response({"name": model.slug, "ready": True}), record=call.new_record(status=200))
 
 
 @api_endpoint(endpoint="v2_infer", methods=("POST",), route="v2_infer", error_body=oip_error_body)
-def infer(request: HttpRequest, call: _Call, model_name: str, version: str | None = None) -> Served:
+def infer(request: HttpRequest, call: ApiCall, model_name: str, version: str | None = None) -> Served:
     model = _tier_model(call, model_name, version)
     if request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in ("", "identity"):
         raise UnsupportedMediaTypeError("Send the inference request uncompressed (no Content-Encoding).")
