@@ -1,4 +1,4 @@
-"""The WSGI entry point: /v1/ runs through the API's short middleware (no sessions, no CSRF, no cookies; the
+"""The WSGI entry point: /v1/ and /v2 run through the API's short middleware (no sessions, no CSRF, no cookies; the
 security headers and the Host check kept), every other path through the full middleware."""
 
 import io
@@ -59,3 +59,13 @@ def test_the_portal_runs_through_the_full_middleware():
 def test_building_the_api_handler_leaves_the_sites_middleware_setting_alone():
     assert "django.contrib.sessions.middleware.SessionMiddleware" in settings.MIDDLEWARE
     assert settings.API_MIDDLEWARE != settings.MIDDLEWARE
+
+
+@pytest.mark.parametrize("path", ["/v2", "/v2/health/live", "/v2/models/digits"])
+def test_the_open_inference_protocol_runs_through_the_apis_middleware_too(path):
+    status, headers, body = _call(path, headers={"Authorization": "Bearer not-a-key"})
+
+    assert status in (200, 401)
+    assert "error" not in json.loads(body) or json.loads(body)["code"] == "invalid_api_key"
+    names = _names(headers)
+    assert "content-security-policy" in names and "set-cookie" not in names and "vary" not in names
