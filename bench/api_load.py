@@ -93,6 +93,58 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
+def _median(rounds: list[dict], field: str) -> float:
+    return float(np.median([r[field] for r in rounds]))
+
+
+def interleaved_with_peer(args: argparse.Namespace, *, predict: str, pro: str, common: dict) -> dict:
+    """Moat and the peer (and, for the hello, a bare WSGI app on gunicorn) in alternating rounds of each scenario
+    (Moat, peer, Moat, peer, ...), so that the machine's drift falls on both: medians of requests/s and p99, and
+    Moat's ratios to the peer and to the bare WSGI hello."""
+    single, batch = json.dumps({"inputs": natural_inputs(1)}), json.dumps({"inputs": natural_inputs(100)})
+    peer_predict = f"{args.peer_url}/v1/models/digits/predict"
+    scenarios = {
+        "hello / plain view": {
+            "moat": lambda: run_wrk(f"{args.base_url}/healthz", method="GET", key=None, body=None, **common),
+            "peer": lambda: run_wrk(f"{args.peer_url}/healthz", method="GET", key=None, body=None, **common),
+            "bare WSGI": lambda: run_wrk(f"{args.bare_url}/", method="GET", key=None, body=None, **common),
+        },
+        "predict, 1 input (pro)": {
+            "moat": lambda: run_wrk(predict, method="POST", key=pro, body=single, **common),
+            "peer": lambda: run_wrk(peer_predict, method="POST", key=pro, body=single, **common),
+        },
+        "predict, 100 inputs (pro)": {
+            "moat": lambda: run_wrk(predict, method="POST", key=pro, body=batch, **common),
+            "peer": lambda: run_wrk(peer_predict, method="POST", key=pro, body=batch, **common),
+        },
+    }
+    run_wrk(peer_predict, method="POST", key=pro, body=single, seconds=3, connections=args.connections)  # warm-up
+    report: dict = {}
+    print(f"\ninterleaved with the peer: medians of {args.peer_rounds} rounds each")
+    print(f"{'scenario':28} {'stack':10} {'req/s':>9} {'p99 ms':>8}")
+    for name, stacks in scenarios.items():
+        rounds: dict[str, list[dict]] = {stack: [] for stack in stacks}
+        for _ in range(args.peer_rounds):
+            for stack, run in stacks.items():
+                rounds[stack].append(run())
+        figures = {
+            stack: {"requests_per_second": _median(found, "requests_per_second"), "p99_ms": _median(found, "p99_ms"),
+                    "rounds": [f["requests_per_second"] for f in found]}
+            for stack, found in rounds.items()
+        }  # fmt: skip
+        for stack, found in figures.items():
+            print(f"{name:28} {stack:10} {found['requests_per_second']:9.0f} {found['p99_ms']:8.2f}")
+        report[name] = figures
+    bare = report["hello / plain view"]["bare WSGI"]["requests_per_second"]
+    for name, figures in report.items():
+        moat, peer = figures["moat"]["requests_per_second"], figures["peer"]["requests_per_second"]
+        figures["moat_to_peer"] = round(moat / peer, 3)
+        figures["moat_to_bare_wsgi_hello"] = round(moat / bare, 3)
+        p99 = f"p99 {figures['moat']['p99_ms']:.1f} ms against the peer's {figures['peer']['p99_ms']:.1f} ms"
+        print(f"{name}: Moat at {moat / peer:.2f}x the peer, {moat / bare:.0%} of a bare WSGI hello ({p99})")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base-url", required=True)
@@ -101,6 +153,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--pair-rounds", type=int, default=3, help="alternating /v1 and /v2 rounds per size")
+    parser.add_argument(
+        "--peer-url", help="the peer stack (../shared/bench-peer under uvicorn), for interleaved rounds"
+    )
+    parser.add_argument("--bare-url", help="a bare WSGI hello on the same web server (gunicorn sync)")
+    parser.add_argument("--peer-rounds", type=int, default=5, help="interleaved Moat/peer rounds per scenario")
     parser.add_argument("--label", default="api", help="names the results file: bench/results/<label>.json")
     args = parser.parse_args()
     single = json.dumps({"inputs": natural_inputs(1)})
@@ -158,10 +215,16 @@ def main() -> None:
               f"(median of {args.pair_rounds} alternating rounds: {rounds})")  # fmt: skip
     for name in ("predict, 100 inputs (pro)", "breast-cancer, 100 inputs (pro)"):
         print(f"predictions/s with batches of 100, {name}: {results[name]['requests_per_second'] * 100:,.0f}")
+    against_peer = (
+        interleaved_with_peer(args, predict=predict, pro=pro, common=common) if args.peer_url and args.bare_url else {}
+    )
     RESULTS.mkdir(exist_ok=True)
     machine = {"processor": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
     (RESULTS / f"api-{args.label}.json").write_text(
-        json.dumps({"machine": machine, "results": results, "v2_against_v1": pairs}, indent=2) + "\n"
+        json.dumps(
+            {"machine": machine, "results": results, "v2_against_v1": pairs, "against_peer": against_peer}, indent=2
+        )
+        + "\n"
     )
 
 
