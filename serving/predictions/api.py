@@ -42,7 +42,7 @@ from serving.predictions.querylog import QueryRecord, querylog_append
 from serving.predictions.runtime import ServingModel, serving_model, serving_models
 from serving.predictions.selectors import usage_for_organization
 from serving.predictions.validation import parse_predict_body
-from serving.quotas.limiter import Decision, fallback_admit, quota_consume
+from serving.quotas.limiter import Decision, QuotaOutcomeUnknownError, fallback_admit, quota_consume
 from tiers.cache import TierSnapshot, tier_snapshot
 from tiers.models import OutputField
 
@@ -133,7 +133,7 @@ def _admit(call: ApiCall, served: Served) -> Decision:
             billable=served.billable,
             record=served.record,
         )
-    except redis.RedisError:
+    except redis.RedisError as error:
         if call.tier.is_public:
             raise  # public tiers fail closed: 503
         return fallback_admit(
@@ -142,6 +142,7 @@ def _admit(call: ApiCall, served: Served) -> Decision:
             cost=served.cost,
             record=served.record,
             billable=served.billable,
+            outcome_unknown=isinstance(error, QuotaOutcomeUnknownError),
         )
 
 

@@ -16,21 +16,24 @@ ARGV[3]  the call's time, epoch seconds
 ARGV[4]  the call's month, YYYYMM (UTC)
 ARGV[5]  the record to append (JSON)
 ARGV[6]  the key's windows quota.lua keeps: a subset of "mhd" (minute, hour, day)
-ARGV[7]  the call's request id
+ARGV[7]  the call's request id when its quota script was sent unanswered (QuotaOutcomeUnknownError), else ""
 
 A call whose quota script did run, but whose answer the web process never received (Redis was killed between
 writing the script's effects to its append-only file and replying), was served under the fallback all the same: the
 script already counted it and appended its record. Such a record is in the stream still, within seconds of the call
 (the stream's ids are Redis's clock in milliseconds; a web host's clock may be a few seconds off): charging it again
-would count it twice, so it is skipped (returns 0). A record the flusher has already moved to PostgreSQL is skipped
-by the caller (fallback_drain).
+would count it twice, so it is skipped (returns 0). Only such calls are looked for (ARGV[7]): the stream is scanned
+for a handful of records after an outage, never for each of its calls. A record the flusher has already moved to
+PostgreSQL is skipped by the caller (fallback_drain).
 ]]
-local call_ms = math.floor(tonumber(ARGV[3]) * 1000)
-local nearby = redis.call('XRANGE', KEYS[3], call_ms - 5000, call_ms + 5000, 'COUNT', 5000)
-for _, entry in ipairs(nearby) do
-  local payload = entry[2][2]
-  if payload and string.find(payload, ARGV[7], 1, true) and string.find(payload, '"status":200', 1, true) then
-    return 0
+if ARGV[7] ~= '' then
+  local call_ms = math.floor(tonumber(ARGV[3]) * 1000)
+  local nearby = redis.call('XRANGE', KEYS[3], call_ms - 5000, call_ms + 5000, 'COUNT', 5000)
+  for _, entry in ipairs(nearby) do
+    local payload = entry[2][2]
+    if payload and string.find(payload, ARGV[7], 1, true) and string.find(payload, '"status":200', 1, true) then
+      return 0
+    end
   end
 end
 local now = tonumber(redis.call('TIME')[1])

@@ -88,11 +88,17 @@ def _seed(connection: redis.Redis, *, organization_id: int, period: str) -> None
         connection.set(f"{org_prefix}:factor", str(factor), nx=True)
 
 
+class QuotaOutcomeUnknownError(redis.RedisError):
+    """The quota script was sent and no answer came back: it may have run (counted the call and appended its
+    record) before Redis went away. A call then served under the fallback is checked before it is charged again."""
+
+
 def quota_consume(
     *, organization_id: int, key_id: int, tier: TierSnapshot, cost: int, billable: bool, record: QueryRecord
 ) -> Decision:
     """Admit the call (counting `cost` units in every window) and append `record`, or refuse it and append a
-    throttle record naming the window; both in one atomic script. Raises redis.RedisError."""
+    throttle record naming the window; both in one atomic script. Raises redis.RedisError: QuotaOutcomeUnknownError
+    once the script was sent, a plain one while the breaker keeps Redis skipped."""
     connection = guarded_redis_client()
     key_prefix, org_prefix = counter_keys(organization_id=organization_id, key_id=key_id)
     refused = replace(
@@ -120,7 +126,7 @@ def quota_consume(
         # Logged once per breaker period and process: while the breaker is open, calls never get here.
         logger.warning("quota check failed; Redis is skipped for a second: %s", exc)
         redis_breaker_trip()
-        raise
+        raise QuotaOutcomeUnknownError(str(exc)) from exc
     status, window, limit, remaining, reset, retry_after = result
     return Decision(
         admitted=status == b"ok",
@@ -136,9 +142,9 @@ def quota_consume(
 # --- The fallback while Redis is unreachable ----------------------------------------------------------------
 _fallback_lock = threading.Lock()
 _fallback_buckets: dict[int, tuple[float, float]] = {}  # organization -> (tokens, last refill, monotonic)
-# (record, cost, billable, the key windows quota.lua keeps) of each call served under the fallback, to be charged
-# and appended when Redis is back.
-_fallback_records: collections.deque[tuple[QueryRecord, int, bool, str]] = collections.deque(maxlen=100_000)
+# (record, cost, billable, the key windows quota.lua keeps, whether the quota script may have counted it already) of
+# each call served under the fallback, to be charged and appended when Redis is back.
+_fallback_records: collections.deque[tuple[QueryRecord, int, bool, str, bool]] = collections.deque(maxlen=100_000)
 
 
 def _key_windows_kept(tier: TierSnapshot) -> str:
@@ -152,10 +158,17 @@ def _key_windows_kept(tier: TierSnapshot) -> str:
 
 
 def fallback_admit(
-    *, organization_id: int, tier: TierSnapshot, cost: int, record: QueryRecord, billable: bool = False
+    *,
+    organization_id: int,
+    tier: TierSnapshot,
+    cost: int,
+    record: QueryRecord,
+    billable: bool = False,
+    outcome_unknown: bool = False,
 ) -> Decision:
     """A per-process token bucket for the enterprise tier while Redis is down; admitted calls are kept to be
-    charged and appended when Redis is back."""
+    charged and appended when Redis is back. `outcome_unknown`: the quota script may already have counted this call
+    (QuotaOutcomeUnknownError), so the drain checks first."""
     rate_per_second = max(tier.requests_per_minute * settings.QUOTA_FALLBACK_FRACTION / 60.0, 0.0)
     capacity = max(rate_per_second * 60.0, 1.0)
     now = time.monotonic()
@@ -165,7 +178,7 @@ def fallback_admit(
         admitted = tokens >= cost
         if admitted:
             tokens -= cost
-            _fallback_records.append((record, cost, billable, _key_windows_kept(tier)))
+            _fallback_records.append((record, cost, billable, _key_windows_kept(tier), outcome_unknown))
         _fallback_buckets[organization_id] = (tokens, now)
     retry_after = 0 if admitted else max(int((cost - tokens) / rate_per_second) + 1 if rate_per_second else 60, 1)
     return Decision(
@@ -188,9 +201,12 @@ def fallback_drain(connection: redis.Redis) -> int:
     while _fallback_records:
         with _fallback_lock:
             batch = [_fallback_records.popleft() for _ in range(min(500, len(_fallback_records)))]
-        stored = _already_stored(record.request_id for record, *_ in batch)
+        # Only the few calls whose quota script was sent unanswered are looked for (the ones in flight when Redis
+        # went away): every other call of the outage never reached Redis.
+        unknown = [record.request_id for record, *_, outcome_unknown in batch if outcome_unknown]
+        stored = _already_stored(unknown) if unknown else set()
         pipe = connection.pipeline(transaction=False)
-        for record, cost, billable, key_windows in batch:
+        for record, cost, billable, key_windows, outcome_unknown in batch:
             if record.request_id in stored:
                 continue  # the quota script counted it before its answer was lost (fallback_charge.lua)
             month = datetime.fromtimestamp(record.created_at, tz=UTC).strftime("%Y%m")
@@ -198,7 +214,7 @@ def fallback_drain(connection: redis.Redis) -> int:
                 keys=[*counter_keys(organization_id=record.organization_id, key_id=record.api_key_id),
                       stream_key(record.organization_id)],
                 args=[cost, int(billable), record.created_at, month, record_payload(record), key_windows,
-                      record.request_id],
+                      record.request_id if outcome_unknown else ""],
                 client=pipe,
             )  # fmt: skip
         try:
@@ -211,7 +227,7 @@ def fallback_drain(connection: redis.Redis) -> int:
     return drained
 
 
-def _already_stored(request_ids) -> set[str]:
+def _already_stored(request_ids: list[str]) -> set[str]:
     """The request ids among these whose answered (200) record is in PostgreSQL already: their quota script ran and
     the flusher moved its record before this drain. Best effort: with PostgreSQL away, none (the stream check in
     fallback_charge.lua still holds for records not yet flushed)."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+import redis
 from django.test import Client
 
 from accounts.models import Organization
@@ -15,6 +16,7 @@ from core.redis import redis_breaker_reset, redis_client
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_append, querylog_flush, stream_key
 from serving.quotas.limiter import (
+    QuotaOutcomeUnknownError,
     counter_keys,
     fallback_admit,
     fallback_drain,
@@ -186,7 +188,10 @@ def test_a_call_counted_by_the_quota_script_whose_answer_was_lost_is_not_counted
                              record=record).admitted  # fmt: skip
         if flushed_before_the_drain:
             querylog_flush()
-        assert fallback_admit(organization_id=enterprise.pk, tier=tier, cost=2, record=record, billable=True).admitted
+        # The web process saw QuotaOutcomeUnknownError and served the call under the fallback.
+        assert fallback_admit(
+            organization_id=enterprise.pk, tier=tier, cost=2, record=record, billable=True, outcome_unknown=True
+        ).admitted
         fallback_drain(redis_client())
         assert _stream_entries_of(record) == (0 if flushed_before_the_drain else 1)
 
@@ -194,10 +199,24 @@ def test_a_call_counted_by_the_quota_script_whose_answer_was_lost_is_not_counted
     lost_answer(flushed_before_the_drain=True)  # its record in PostgreSQL already
     assert _hour_count(enterprise.pk) == 4
 
-    # A call only the fallback served is charged and appended as before.
+    # A call only the fallback served (the breaker kept Redis skipped: no script was sent) is charged as before.
     served_under_fallback = record_for(api_key, tier_code="enterprise")
     fallback_admit(organization_id=enterprise.pk, tier=tier, cost=2, record=served_under_fallback, billable=True)
     fallback_drain(redis_client())
     assert _hour_count(enterprise.pk) == 6 and _stream_entries_of(served_under_fallback) == 1
     querylog_flush()
     assert QueryLog.objects.filter(organization=enterprise, status=200).count() == 3
+
+
+def test_a_script_sent_unanswered_is_an_unknown_outcome_and_a_skipped_redis_is_not(redis_server):
+    enterprise = organization_on("enterprise")
+    raw_key_for(enterprise)
+    api_key = ApiKey.objects.get(organization=enterprise)
+    arguments = {"organization_id": enterprise.pk, "key_id": api_key.pk, "tier": tier_snapshot(code="enterprise"),
+                 "cost": 1, "billable": True}  # fmt: skip
+    redis_server.kill()
+    with pytest.raises(QuotaOutcomeUnknownError):
+        quota_consume(record=record_for(api_key), **arguments)
+    with pytest.raises(redis.ConnectionError) as skipped:  # the breaker is open now: Redis is not even asked
+        quota_consume(record=record_for(api_key), **arguments)
+    assert not isinstance(skipped.value, QuotaOutcomeUnknownError)
