@@ -2,7 +2,7 @@
 drives one scenario, and the samples are summed by frame (inclusive: the share of samples a function is on the stack;
 self: at the top). Run by `MOAT_BENCH_PROFILE=1 make bench` (bin/bench) against the platform it starts.
 
-    python bench/profile_predict.py --base-url http://127.0.0.1:8765 --key moat_live_... --master-pid PID
+    python bench/profile_predict.py --base-url http://127.0.0.1:8765 --key moat_live_... --pids "$(pgrep -d, -P MASTER)"
 """
 
 import argparse
@@ -20,23 +20,12 @@ from api_load import natural_inputs, run_wrk
 RESULTS = Path(__file__).parent / "results"
 
 
-def worker_pids(master: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                found.append(int(entry.name))
-    return found
-
-
 def _frame_name(frame: str) -> str:
     # py-spy's raw frames read "function (path/to/module.py:line)": keep the function and the module's last parts.
     function, _, where = frame.partition(" (")
     path = where.rsplit(":", 1)[0]
+    if not path or not Path(path).name:
+        return function  # a frame with no source file
     parts = Path(path).with_suffix("").parts
     module = ".".join(parts[parts.index("site-packages") + 1 :] if "site-packages" in parts else parts[-2:])
     return f"{module}.{function}"
@@ -65,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--key", required=True)
-    parser.add_argument("--master-pid", type=int, required=True, help="the web server's master process")
+    parser.add_argument("--pids", required=True, help="the web server's worker processes, comma-separated")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--batch", type=int, default=1, help="inputs per request")
     parser.add_argument("--top", type=int, default=60)
@@ -81,10 +70,10 @@ def main() -> None:
     load.start()
     with tempfile.TemporaryDirectory() as folder:
         records = []
-        for pid in worker_pids(args.master_pid):
+        for pid in args.pids.split(","):
             raw = Path(folder) / f"{pid}.txt"
-            command = ["py-spy", "record", "--pid", str(pid), "--duration", str(args.seconds), "--rate", "250",
-                       "--format", "raw", "--output", str(raw), "--nonblocking"]  # fmt: skip
+            sampling = ["--duration", str(args.seconds), "--rate", "250", "--format", "raw", "--output", str(raw)]
+            command = ["py-spy", "record", "--pid", pid, "--nonblocking", *sampling]
             records.append((raw, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))  # noqa: S603
         for _, process in records:
             process.wait()
