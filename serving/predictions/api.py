@@ -340,9 +340,7 @@ def answer_rows(call: ApiCall, model: ServingModel, canonical: np.ndarray) -> An
     # A throttled organization is answered the label alone (see ApiKeyContext.restricted); its record keeps the
     # confidence the tier would have served, which the abuse jobs go on scoring.
     restricted = call.key.restricted
-    # Every protocol's predictions are the query log's "predict" calls: billing and the abuse jobs read them alike.
     record = call.new_record(status=200)
-    record.endpoint = "predict"
     record.model_slug, record.model_version, record.variant = model.slug, model.version, model.variant
     record.inputs = canonical.tobytes()
     record.input_row_bytes = model.schema.row_bytes

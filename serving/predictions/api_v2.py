@@ -83,7 +83,8 @@ def server_live(request: HttpRequest) -> HttpResponse:
 def server_ready(request: HttpRequest) -> HttpResponse:
     """Readiness: this process serves at least one model and reaches Redis (quotas and the query log need it)."""
     try:
-        ready = bool(redis_client().ping()) and any(serving_models(variant=v) for v in ModelVariant.values)
+        # Any variant lists every served model (a model lacking it is served its other one).
+        ready = bool(redis_client().ping()) and bool(serving_models(variant=ModelVariant.FULL))
     except (redis.RedisError, *DATABASE_UNAVAILABLE_ERRORS):
         ready = False
     return json_response({"ready": ready}, status=200 if ready else 503)
@@ -129,7 +130,8 @@ def model_ready(request: HttpRequest, call: ApiCall, model_name: str, version: s
     return Served(response=json_response({"name": model.slug, "ready": True}), record=call.new_record(status=200))
 
 
-@api_endpoint(endpoint="v2_infer", methods=("POST",), route="v2_infer", error_body=oip_error_body)
+# Logged as "predict" calls, errors included: billing, the abuse jobs and the console read both protocols alike.
+@api_endpoint(endpoint="predict", methods=("POST",), route="v2_infer", error_body=oip_error_body)
 def infer(request: HttpRequest, call: ApiCall, model_name: str, version: str | None = None) -> Served:
     model = _tier_model(call, model_name, version)
     if request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in ("", "identity"):
@@ -145,11 +147,10 @@ def infer(request: HttpRequest, call: ApiCall, model_name: str, version: str | N
     )
     canonical = model.schema.codes(check_values(parsed.rows, schema=model.schema))
     answered = answer_rows(call, model, canonical)
-    # A throttled organization is answered the label alone, whatever it asked (as on /v1).
-    shown = [name for name in served_outputs if name == protocol.OUTPUT_LABEL or not answered.restricted]
-    requested = parsed.outputs or tuple(protocol.RequestedOutput(name=name) for name in shown)
-    if answered.restricted:
+    if answered.restricted:  # a throttled organization is answered the label alone, whatever it asked (as on /v1)
         requested = (protocol.RequestedOutput(name=protocol.OUTPUT_LABEL),)
+    else:
+        requested = parsed.outputs or tuple(protocol.RequestedOutput(name=name) for name in served_outputs)
     outputs = protocol.output_tensors(
         answered.defended,
         outputs=requested,

@@ -142,11 +142,9 @@ def _requested_outputs(value: object, served: Sequence[str]) -> tuple[RequestedO
     return tuple(requested)
 
 
-def _tensor_values(
-    tensor: dict, dtype: np.dtype, count: int, binary: bytes, offset: int, *, may_hold_booleans: bool
-) -> tuple[np.ndarray, int]:
-    """The tensor's `count` values as float64 and the binary offset after them. `may_hold_booleans`: the JSON has a
-    `true` or `false` somewhere, which numpy would silently read as 1 or 0 among numbers."""
+def _tensor_values(tensor: dict, dtype: np.dtype, count: int, binary: bytes, *, may_hold_booleans: bool) -> np.ndarray:
+    """The tensor's `count` values as float64, from its JSON `data` or from all of `binary`. `may_hold_booleans`: the
+    JSON has a `true` or `false` somewhere, which numpy would silently read as 1 or 0 among numbers."""
     size = _parameters(tensor.get("parameters", {}), "inputs[0].parameters").get("binary_data_size")
     if size is not None:
         if "data" in tensor:
@@ -156,10 +154,15 @@ def _tensor_values(
                 f"inputs[0]: binary_data_size must be {count * dtype.itemsize} bytes ({count} values of "
                 f"{dtype.itemsize} bytes)."
             )
-        if offset + size > len(binary):
-            raise InvalidInputError("inputs[0]: the body holds fewer tensor bytes than binary_data_size says.")
-        values = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
-        return values.astype(np.float64), offset + size
+        if size != len(binary):
+            raise InvalidInputError(
+                f"inputs[0]: binary_data_size says {size} bytes; the body holds {len(binary)} after the JSON header."
+            )
+        return np.frombuffer(binary, dtype=dtype).astype(np.float64)
+    if binary:
+        raise InvalidInputError(
+            "The body holds tensor bytes after the JSON header, but no input says binary_data_size."
+        )
     if "data" not in tensor:
         raise InvalidInputError('inputs[0] needs "data" (or binary tensor data with binary_data_size).')
     try:
@@ -176,7 +179,7 @@ def _tensor_values(
     if dtype.kind in "iu" and not np.array_equal(values, np.trunc(values)):
         kind = "unsigned integer" if dtype.kind == "u" else "integer"
         raise InvalidInputError(f"inputs[0] is declared {kind}; send whole numbers or declare FP32.")
-    return values, offset
+    return values
 
 
 def _only_numbers(data: object) -> bool:
@@ -241,9 +244,7 @@ def parse_infer_request(
         raise InvalidInputError(f"Your plan allows at most {max_batch} inputs per request; this one has {n}.")
     dtype = np.dtype(DATATYPES[datatype])
     booleans = b"true" in header or b"false" in header
-    values, used = _tensor_values(tensor, dtype, math.prod(shape), binary, 0, may_hold_booleans=booleans)
-    if used != len(binary):
-        raise InvalidInputError("The body holds more tensor bytes than the inputs' binary_data_size say.")
+    values = _tensor_values(tensor, dtype, math.prod(shape), binary, may_hold_booleans=booleans)
     return InferRequest(
         rows=values.reshape(n, schema.n_features),
         request_id=request_id,
@@ -267,7 +268,8 @@ def output_tensors(
         if output.classification and (with_confidence or with_probabilities):
             rankings = [_classification_ranking(item, class_labels, with_probabilities) for item in answers]
             k = min(output.classification, min(len(ranking) for ranking in rankings))
-            data = [f"{confidence:g}:{index_of[label]}:{label}" for ranking in rankings for label, confidence in
+            # The confidence exactly as the other outputs carry it (Python's shortest repr, never cut to 6 digits).
+            data = [f"{confidence}:{index_of[label]}:{label}" for ranking in rankings for label, confidence in
                     ranking[:k]]  # fmt: skip
             tensors.append({"name": output.name, "datatype": "BYTES", "shape": [n, k], "data": data})
         elif output.name == OUTPUT_LABEL:

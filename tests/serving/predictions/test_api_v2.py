@@ -10,7 +10,7 @@ from apikeys.cache import apikey_cache_forget_local
 from apikeys.services import apikeys_freeze_for_organization
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush
-from tests.factories import raw_key_for
+from tests.factories import OrganizationFactory, member, raw_key_for
 from tests.serving.predictions.test_api import key_on, natural_inputs, predict
 from tiers.cache import tier_cache_clear
 from tiers.models import Tier
@@ -151,6 +151,10 @@ def test_binary_tensor_data_is_read_like_json_data(registered_digits):
     short = v2("post", "/v2/models/digits/infer", key, header + raw[:-4], content_type="application/octet-stream",
                inference_header_content_length=str(len(header)))  # fmt: skip
     assert error_of(short) == (400, "invalid_input")
+    json_header = orjson.dumps(infer_body(rows))
+    stray = v2("post", "/v2/models/digits/infer", key, json_header + raw, content_type="application/octet-stream",
+               inference_header_content_length=str(len(json_header)))  # fmt: skip
+    assert error_of(stray) == (400, "invalid_input") and "no input says" in orjson.loads(stray.content)["error"]
 
 
 def test_an_image_model_takes_its_image_shape_too(registered_digits):
@@ -234,3 +238,36 @@ def test_inferences_are_logged_and_billed_as_predictions(registered_digits):
     querylog_flush()
     (record,) = QueryLog.objects.filter(endpoint="predict")
     assert record.batch_size == 5 and record.status == 200 and record.model_slug == "digits"
+
+
+def test_a_throttled_organization_is_answered_the_label_alone_whatever_outputs_it_asks_for(
+    django_capture_on_commit_callbacks,
+):
+    from serving.quotas.services import organization_set_throttle_factor
+
+    organization = member(organization=OrganizationFactory(tier=Tier.objects.get(code="enterprise")))
+    organization = organization.membership.organization
+    key = raw_key_for(organization)
+    rows = natural_inputs(4, seed=3)
+    asked = [{"name": "probabilities", "parameters": {"classification": 3}}, {"name": "confidence"}]
+    full = orjson.loads(v2("post", "/v2/models/digits/infer", key, infer_body(rows)).content)["outputs"]
+    assert [output["name"] for output in full] == ["label", "confidence", "probabilities"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        organization_set_throttle_factor(organization=organization, factor=0.25, reason="risk", actor="abuse jobs")
+    for body in (infer_body(rows), infer_body(rows, outputs=asked)):
+        response = v2("post", "/v2/models/digits/infer", key, body)
+        assert response.status_code == 200 and response["X-Moat-Answers"] == "label-only"
+        answer = orjson.loads(response.content)
+        assert answer["outputs"] == [full[0]] and answer["parameters"] == {"answers": "label-only"}
+
+
+def test_classification_strings_carry_the_confidence_the_other_outputs_carry():
+    rows = natural_inputs(2, seed=9)
+    body = infer_body(rows, outputs=[{"name": "probabilities", "parameters": {"classification": 1}},
+                                     {"name": "probabilities"}])  # fmt: skip
+    ranked, probabilities = orjson.loads(v2("post", "/v2/models/digits/infer", key_on("enterprise"), body).content)[
+        "outputs"
+    ]
+    best = np.reshape(probabilities["data"], (2, 10)).max(axis=1).tolist()
+    assert [float(entry.split(":")[0]) for entry in ranked["data"]] == best
