@@ -159,7 +159,20 @@ def main() -> None:
     parser.add_argument("--bare-url", help="a bare WSGI hello on the same web server (gunicorn sync)")
     parser.add_argument("--peer-rounds", type=int, default=5, help="interleaved Moat/peer rounds per scenario")
     parser.add_argument("--label", default="api", help="names the results file: bench/results/<label>.json")
+    parser.add_argument(
+        "--peer-only", action="store_true", help="only the interleaved rounds against the peer (needs --peer-url)"
+    )
     args = parser.parse_args()
+    if args.peer_only:
+        if not (args.peer_url and args.bare_url):
+            parser.error("--peer-only needs --peer-url and --bare-url")
+        common = {"seconds": args.seconds, "connections": args.connections}
+        predict = f"{args.base_url}/v1/models/digits/predict"
+        run_wrk(predict, method="POST", key=args.pro_key, body=json.dumps({"inputs": natural_inputs(1)}),
+                seconds=3, connections=args.connections)  # fmt: skip
+        against_peer = interleaved_with_peer(args, predict=predict, pro=args.pro_key, common=common)
+        _write_results(args.label, {"against_peer": against_peer})
+        return
     single = json.dumps({"inputs": natural_inputs(1)})
     batch = json.dumps({"inputs": natural_inputs(100)})
     tabular_single = json.dumps({"inputs": natural_measurements(1)})
@@ -218,14 +231,13 @@ def main() -> None:
     against_peer = (
         interleaved_with_peer(args, predict=predict, pro=pro, common=common) if args.peer_url and args.bare_url else {}
     )
+    _write_results(args.label, {"results": results, "v2_against_v1": pairs, "against_peer": against_peer})
+
+
+def _write_results(label: str, figures: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     machine = {"processor": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
-    (RESULTS / f"api-{args.label}.json").write_text(
-        json.dumps(
-            {"machine": machine, "results": results, "v2_against_v1": pairs, "against_peer": against_peer}, indent=2
-        )
-        + "\n"
-    )
+    (RESULTS / f"api-{label}.json").write_text(json.dumps({"machine": machine, **figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -100,12 +100,16 @@ _COLUMNS = (
     "inputs", "input_row_bytes", "input_hashes", "labels", "clean_labels", "confidences", "watermarked",
     "limit_window",
 )  # fmt: skip
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
 
 
 def _copy_field(value: object) -> str:
     """A value in PostgreSQL's COPY text format."""
-    return "\\N" if value is None else str(value).translate(_COPY_ESCAPES)
+    if value is None:
+        return "\\N"
+    # str.replace runs in C; str.translate with a mapping looks every character up in Python and took three
+    # quarters of the flusher's time on batches of 100 (the inputs' hex alone is 12,800 characters).
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\x00", "")
 
 
 def _text_array(values: list[str]) -> str:

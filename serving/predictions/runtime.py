@@ -13,6 +13,7 @@ defenses (the admin and the docs say so); a model with only a defended version a
 """
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 
@@ -74,6 +75,7 @@ class _Registry:
         # Kept from one load to the next: a session per verified graph, regions per model's reference data.
         self._sessions: dict[str, Session] = {}
         self._model_data: dict[tuple[str, str], _ModelData] = {}
+        self._lock = threading.Lock()
 
     def _load(
         self, version: ModelVersion, sessions: dict[str, Session], model_data: dict[tuple[str, str], _ModelData]
@@ -128,10 +130,26 @@ class _Registry:
         self._sessions, self._model_data = sessions, model_data
         self.loaded_at = time.monotonic()
 
+    def _loaded_once(self) -> bool:
+        return self.loaded_at != float("-inf")
+
     def refresh(self) -> None:
-        now = time.monotonic()
-        if now - self.checked_at < _CHECK_SECONDS:
+        if time.monotonic() - self.checked_at < _CHECK_SECONDS and self._loaded_once():
             return
+        # One thread checks and reloads at a time (threaded servers: gthread, granian's blocking threads). Before the
+        # first load every thread waits for it: one that went on would find no model and answer 404 "no such model"
+        # (seen under load on a fresh worker with 4 threads). Afterwards the others serve the models they have.
+        if not self._lock.acquire(blocking=not self._loaded_once()):
+            return
+        try:
+            self._refresh_locked()
+        finally:
+            self._lock.release()
+
+    def _refresh_locked(self) -> None:
+        now = time.monotonic()
+        if now - self.checked_at < _CHECK_SECONDS and self._loaded_once():
+            return  # another thread checked while this one waited
         self.checked_at = now
         try:
             generation = registry_generation()

@@ -175,6 +175,14 @@ def test_hostile_text_survives_the_copy_format_unchanged(api_key):
     assert row.labels == [label, "1"] and row.clean_labels == ["", "NULL"]
 
 
+def test_a_nul_in_the_user_agent_is_dropped_and_the_rest_kept(api_key):
+    # PostgreSQL's text cannot hold NUL: the flush would fail for the whole batch if it were passed on.
+    querylog_append(record_for(api_key, user_agent="bot\x00\\x00 1.0"))
+
+    assert querylog_flush() == 1
+    assert QueryLog.objects.get().user_agent == "bot\\x00 1.0"
+
+
 def test_a_call_without_inputs_stores_no_input_columns(api_key):
     querylog_append(
         record_for(
