@@ -3,7 +3,7 @@ web process, fed the canonical values of a batch and answering logits.
 
 Every model goes through here, the operator's and Moat's own (the demo models are exported to ONNX by
 `serving.ml.onnx_export`): one code path, measured in `bench/forward_pass.py`. Sessions are made in the process that
-uses them, after gunicorn's fork (the registry loads lazily on a worker's first request), with one intra-op thread:
+uses them, the web worker (the registry loads lazily on a worker's first request), with one intra-op thread:
 the default thread pool burns a second core per worker for no gain on small batches, and the web workers already
 take every core.
 

@@ -44,7 +44,7 @@ def process_env(extra_env: dict[str, str] | None = None) -> dict[str, str]:
         "OUTPUT_NOISE_SECRET": settings.OUTPUT_NOISE_SECRET,
         "MODEL_ARTIFACT_DIR": str(settings.MODEL_ARTIFACT_DIR),
         "CELERY_TASK_ALWAYS_EAGER": "false",
-        # The virtualenv's scripts (gunicorn, celery), however pytest was started.
+        # The virtualenv's scripts (granian, gunicorn, celery), however pytest was started.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **(extra_env or {}),
     }

@@ -1,4 +1,4 @@
-"""Shared by the abuse tests that run the real platform: gunicorn and a Celery worker, and waiting on them."""
+"""Shared by the abuse tests that run the real platform: the web server and a Celery worker, and waiting on them."""
 
 import contextlib
 import time

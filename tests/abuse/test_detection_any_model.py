@@ -1,6 +1,6 @@
 """Detection with no code per model: a model an operator registers (here a gradient-boosted ensemble on the 13
 measurements of scikit-learn's wine data, a schema neither demo has) gets its reference profile from its registered
-data, and the real jobs on a real Celery worker freeze a uniform-random campaign against it through real gunicorn,
+data, and the real jobs on a real Celery worker freeze a uniform-random campaign against it through the real web server,
 while an honest customer sending natural wine measurements is left alone."""
 
 import time

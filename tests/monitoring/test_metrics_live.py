@@ -1,4 +1,4 @@
-"""/metrics from the real web server (two gunicorn workers in Prometheus' multiprocess mode): after mixed traffic on
+"""/metrics from the real web server (two web workers in Prometheus' multiprocess mode): after mixed traffic on
 /v1 and /v2, the scrape's counts are the query log's, whichever worker answered each call and the scrape."""
 
 import numpy as np

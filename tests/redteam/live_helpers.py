@@ -9,7 +9,7 @@ from tests.processes import celery_worker, web_server
 
 @contextlib.contextmanager
 def attacked_platform(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """Real gunicorn and a real Celery worker trusting the loopback proxy (attackers choose their addresses with
+    """The real web server and a real Celery worker trusting the loopback proxy (attackers choose their addresses with
     X-Forwarded-For), emails into files; yields the base URL and the mail folder."""
     mail = tmp_path / "mail"
     env = {

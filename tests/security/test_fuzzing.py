@@ -1,6 +1,6 @@
 """Schemathesis against the served OpenAPI document, with a valid key, every check and every phase: 0 failures.
 
-Run against the real web server (gunicorn, as `make run` starts it) once with a pro key (the defended model and its
+Run against the real web server (granian, as `make run` starts it) once with a pro key (the defended model and its
 output defenses) and once with an enterprise key (the full model, probabilities). Every check runs with
 schemathesis' own expectations: no 5xx, responses conform to the document (status, content type, headers, schema),
 schema-valid requests are accepted, invalid ones rejected with 4xx, a request without or with a wrong key gets 401

@@ -189,7 +189,7 @@ def _raw(port: int, data: bytes) -> bytes:
 def test_the_web_servers_own_protocol_errors_name_no_software(tmp_path):
     requests = [
         b"NONSENSE\r\n\r\n",  # not a request line
-        b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # URI too long
+        b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",  # URI too long
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad\x00Header: x\r\n\r\n",  # invalid header
         b"GET /login/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",  # Django's 400
         b"DELETE /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",  # the API's 401

@@ -1,6 +1,6 @@
 """Bring your own model, end to end: ONNX classifiers made here, outside Moat's training code (a scikit-learn
 ensemble on 30 tabular features converted with skl2onnx, a small PyTorch CNN on 28x28 images exported with
-torch.onnx), registered with the operator's commands, served through real gunicorn to free, pro and enterprise keys
+torch.onnx), registered with the operator's commands, served by the real web server to free, pro and enterprise keys
 with each tier's answer shape, and their watermark verified: a copy trained on public answers is flagged, an
 independent model is not."""
 

@@ -113,7 +113,7 @@ def test_probabilities_become_logits_whose_softmax_gives_them_back_zeros_include
 
 def test_a_forked_process_builds_a_session_predicts_and_exits_cleanly(tmp_path):
     """onnxruntime >= 1.29 starts a thread at import; a process forked after it hangs at exit or aborts when it
-    builds a session unless ORT_DISABLE_TELEMETRY=1 was set before the import (as gunicorn's workers are)."""
+    builds a session unless ORT_DISABLE_TELEMETRY=1 was set before the import (as the web server's workers are)."""
     graph = tmp_path / "model.onnx"
     graph.write_bytes(random_onnx())
     script = textwrap.dedent(

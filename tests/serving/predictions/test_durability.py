@@ -1,5 +1,5 @@
 """Killing a web worker or a Celery worker (kill -9) under load loses no query-log record and duplicates none:
-every answered prediction is in PostgreSQL exactly once. Real gunicorn, real Celery, real Redis and PostgreSQL."""
+every answered prediction is in PostgreSQL exactly once. The real web server, real Celery, real Redis and PostgreSQL."""
 
 import os
 import signal
