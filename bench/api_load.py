@@ -160,14 +160,16 @@ def main() -> None:
     parser.add_argument("--peer-rounds", type=int, default=5, help="interleaved Moat/peer rounds per scenario")
     parser.add_argument("--label", default="api", help="names the results file: bench/results/<label>.json")
     parser.add_argument(
-        "--peer-only", action="store_true", help="only the interleaved rounds against the peer (needs --peer-url)"
+        "--peer-only",
+        action="store_true",
+        help="only the rounds against the peer (needs --peer-url, --bare-url)",
     )
     args = parser.parse_args()
+    common = {"seconds": args.seconds, "connections": args.connections}
+    predict = f"{args.base_url}/v1/models/digits/predict"
     if args.peer_only:
         if not (args.peer_url and args.bare_url):
             parser.error("--peer-only needs --peer-url and --bare-url")
-        common = {"seconds": args.seconds, "connections": args.connections}
-        predict = f"{args.base_url}/v1/models/digits/predict"
         run_wrk(predict, method="POST", key=args.pro_key, body=json.dumps({"inputs": natural_inputs(1)}),
                 seconds=3, connections=args.connections)  # fmt: skip
         against_peer = interleaved_with_peer(args, predict=predict, pro=args.pro_key, common=common)
@@ -177,10 +179,8 @@ def main() -> None:
     batch = json.dumps({"inputs": natural_inputs(100)})
     tabular_single = json.dumps({"inputs": natural_measurements(1)})
     tabular_batch = json.dumps({"inputs": natural_measurements(100)})
-    predict = f"{args.base_url}/v1/models/digits/predict"
     infer = f"{args.base_url}/v2/models/digits/infer"
     tabular = f"{args.base_url}/v1/models/breast-cancer/predict"
-    common = {"seconds": args.seconds, "connections": args.connections}
     pro, enterprise = args.pro_key, args.enterprise_key
     # Warm up first (the workers' first requests load the models; beat's first jobs run at start-up), so that the
     # plain view, measured first, is not measured on a machine still starting.

@@ -232,9 +232,7 @@ def _already_stored(request_ids: list[str]) -> set[str]:
     the flusher moved its record before this drain. Best effort: with PostgreSQL away, none (the stream check in
     fallback_charge.lua still holds for records not yet flushed)."""
     try:
-        found = QueryLog.objects.filter(request_id__in=list(request_ids), status=200).values_list(
-            "request_id", flat=True
-        )
+        found = QueryLog.objects.filter(request_id__in=request_ids, status=200).values_list("request_id", flat=True)
         return {str(request_id) for request_id in found}
     except DATABASE_UNAVAILABLE_ERRORS:
         return set()

@@ -28,9 +28,14 @@ def natural_inputs(n: int, seed: int = 0) -> list[list[float]]:
     return data[rows].tolist()
 
 
+def organization_and_key_on(tier: str) -> tuple:
+    """A new organization on `tier` with a member, and a raw API key of it."""
+    organization = member(organization=OrganizationFactory(tier=Tier.objects.get(code=tier))).membership.organization
+    return organization, raw_key_for(organization)
+
+
 def key_on(tier: str) -> str:
-    user = member(organization=OrganizationFactory(tier=Tier.objects.get(code=tier)))
-    return raw_key_for(user.membership.organization)
+    return organization_and_key_on(tier)[1]
 
 
 def call(method: str, path: str, key: str | None, body: object = None, **extra):
@@ -456,9 +461,7 @@ def test_a_throttled_organization_is_answered_the_label_only_until_the_throttle_
 ):
     from serving.quotas.services import organization_set_throttle_factor
 
-    organization = member(organization=OrganizationFactory(tier=Tier.objects.get(code="enterprise")))
-    organization = organization.membership.organization
-    key = raw_key_for(organization)
+    organization, key = organization_and_key_on("enterprise")
     inputs = natural_inputs(4, seed=3)
     full = orjson.loads(predict(key, inputs).content)["predictions"]
     assert all(set(answer) == {"label", "confidence", "probabilities"} for answer in full)

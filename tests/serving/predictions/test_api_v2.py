@@ -10,8 +10,8 @@ from apikeys.cache import apikey_cache_forget_local
 from apikeys.services import apikeys_freeze_for_organization
 from serving.predictions.models import QueryLog
 from serving.predictions.querylog import querylog_flush
-from tests.factories import OrganizationFactory, member, raw_key_for
-from tests.serving.predictions.test_api import key_on, natural_inputs, predict
+from tests.factories import raw_key_for
+from tests.serving.predictions.test_api import key_on, natural_inputs, organization_and_key_on, predict
 from tiers.cache import tier_cache_clear
 from tiers.models import Tier
 
@@ -245,9 +245,7 @@ def test_a_throttled_organization_is_answered_the_label_alone_whatever_outputs_i
 ):
     from serving.quotas.services import organization_set_throttle_factor
 
-    organization = member(organization=OrganizationFactory(tier=Tier.objects.get(code="enterprise")))
-    organization = organization.membership.organization
-    key = raw_key_for(organization)
+    organization, key = organization_and_key_on("enterprise")
     rows = natural_inputs(4, seed=3)
     asked = [{"name": "probabilities", "parameters": {"classification": 3}}, {"name": "confidence"}]
     full = orjson.loads(v2("post", "/v2/models/digits/infer", key, infer_body(rows)).content)["outputs"]
