@@ -1,10 +1,34 @@
-"""Proving that one writer waits for another: the first holds its transaction open until the second has had time
-to run, and the second must still be blocked then."""
+"""Concurrency in tests: calls made at the same instant from many threads, and proof that one writer waits for
+another (the first holds its transaction open until the second has had time to run; the second must still be blocked
+then)."""
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from django.db import connection, transaction
+
+T = TypeVar("T")
+
+
+def simultaneously(call: Callable[[], T], count: int) -> list[T]:
+    """`count` threads each make `call` once, released together by a barrier; their results in completion order."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        result = call()
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def second_waits_for_first(first: Callable[[], object], second: Callable[[], object]) -> tuple[bool, list[Exception]]:

@@ -1,4 +1,6 @@
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,7 @@ from django.test import Client
 
 from accounts.models import Organization, User
 from tests.factories import member
+from tests.processes import RabbitMQServer, rabbitmq_server_command
 
 # The demo model's fixtures (demo_run, model_artifact_dir, registered_digits), for serving and abuse tests alike.
 pytest_plugins = ["tests.model_fixtures"]
@@ -22,15 +25,46 @@ def _clean_redis():
     from serving.predictions.runtime import serving_models_reload
     from tiers.cache import tier_cache_clear
 
-    connection = redis.Redis.from_url(settings.REDIS_URL)
-    connection.flushdb()
+    url = settings.REDIS_URL
+    flush_redis(url)
     apikey_cache_forget_local()
     tier_cache_clear()
     serving_models_reload()
     redis_breaker_reset()
     yield
-    connection.flushdb()
-    connection.close()
+    flush_redis(url)
+
+
+@contextmanager
+def this_process_on_redis(settings, url: str) -> Iterator[None]:
+    """This test process's Redis and Django's cache are `url` (e.g. a Redis Cluster), empty, until the end (the
+    `settings` fixture restores the URLs after the test)."""
+    from apikeys.cache import apikey_cache_forget_local
+    from core.redis import redis_breaker_reset
+    from serving.quotas.limiter import fallback_reset
+
+    settings.REDIS_URL = url
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": url, "OPTIONS": {"socket_timeout": 2}}}
+    flush_redis(url)
+    redis_breaker_reset()
+    apikey_cache_forget_local()
+    fallback_reset()
+    try:
+        yield
+    finally:
+        flush_redis(url)
+
+
+def flush_redis(url: str) -> None:
+    """Empty the tests' Redis: its logical database, or every master of a Redis Cluster."""
+    from core.redis import cluster_client, parse_redis_url
+
+    address = parse_redis_url(url)
+    connection = redis.Redis.from_url(url) if address is None else cluster_client(address, timeout=5.0)
+    try:
+        connection.flushdb()  # a cluster client sends it to every master
+    finally:
+        connection.close()
 
 
 # The data migrations' functions, in migration order: (module, function).
@@ -132,3 +166,19 @@ def page(browser, live_server, settings):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory) -> Iterator[RabbitMQServer]:
+    """One private RabbitMQ node for the session (a few seconds to start), with the consumer timeout a deployment
+    on RabbitMQ before 3.12 sets in rabbitmq.conf (later ones take the worker's consumer argument)."""
+    if rabbitmq_server_command() is None:
+        if os.environ.get("CI"):
+            pytest.fail("rabbitmq-server is missing: the test command installs it (apt-get).")
+        pytest.skip("RabbitMQ is not installed; `make test` installs it")
+    server = RabbitMQServer(
+        tmp_path_factory.mktemp("rabbitmq"), consumer_timeout_seconds=settings.RABBITMQ_CONSUMER_TIMEOUT_SECONDS
+    ).start()
+    print(f"\nRabbitMQ node {server.nodename} accepted connections {server.startup_seconds:.1f} s after launch")
+    yield server
+    server.stop()

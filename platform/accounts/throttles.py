@@ -52,12 +52,12 @@ def password_reset_admit(*, client_ip: str | None, email: str) -> ResetRefusal |
     window = settings.PASSWORD_RESET_WINDOW_SECONDS
     keys = reset_counter_keys(client_ip=client_ip, email=email)
     try:
-        connection = guarded_redis_client()
+        connection = guarded_redis_client(keys[0])
         if _script is None:
             _script = connection.register_script(_SCRIPT_SOURCE)
         ip_count, ip_ttl, account_count, account_ttl = _script(keys=list(keys), args=[window], client=connection)
     except redis.RedisError:
-        redis_breaker_trip()
+        redis_breaker_trip(keys[0])
         return ResetRefusal(
             status=503,
             retry_after=UNAVAILABLE_RETRY_SECONDS,

@@ -86,10 +86,10 @@ def _load(key_hash: str) -> ApiKeyContext | None:
     if cached is not None and now - cached[0] < settings.API_KEY_CACHE_SECONDS:
         return cached[1]
     try:
-        connection = guarded_redis_client()
+        connection = guarded_redis_client(_redis_key(key_hash))
         raw = connection.get(_redis_key(key_hash))
     except redis.RedisError:
-        redis_breaker_trip()
+        redis_breaker_trip(_redis_key(key_hash))
         # Redis is down: keys must still be checked (enterprise keeps being served), so PostgreSQL answers. The
         # last copy stays usable for the cache period, then each lookup re-reads the row.
         return cached[1] if cached is not None else _snapshot_from_database(key_hash)

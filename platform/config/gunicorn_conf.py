@@ -11,7 +11,8 @@ from core.redaction import AccessLogFormatter, RedactingFormatter
 # gunicorn names itself in a `Server` header on every response; the platform names no software it runs on.
 gunicorn.http.wsgi.SERVER = "moat"
 
-bind = f"127.0.0.1:{os.environ.get('MOAT_PORT', '8000')}"
+# Loopback unless told otherwise: a web host behind a load balancer listens on its private address (MOAT_HOST).
+bind = f"{os.environ.get('MOAT_HOST', '127.0.0.1')}:{os.environ.get('MOAT_PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 wsgi_app = "config.wsgi:application"
 accesslog = "-"

@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.redis import is_cluster_url
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 env = environ.Env()
@@ -104,12 +106,21 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One Redis (redis://, rediss://, unix://) or a Redis Cluster named by some of its nodes:
+# redis+cluster://host1:port1,host2:port2/ (core.redis parses it, and refuses what it cannot serve).
 REDIS_URL = env.str("REDIS_URL")
+REDIS_IS_CLUSTER = is_cluster_url(REDIS_URL)
+if REDIS_IS_CLUSTER and not env.str("CELERY_BROKER_URL", default=""):
+    raise ImproperlyConfigured(
+        "REDIS_URL names a Redis Cluster, which Celery's Redis transport cannot use as a broker: set "
+        "CELERY_BROKER_URL (a RabbitMQ amqp:// URL, or a single Redis's redis:// URL)."
+    )
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
 CACHES = {
     "default": {
         # Errors are never ignored: a cache that swallows Redis failures silently turns a limit into no limit.
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, which also reaches a Redis Cluster (core.cache).
+        "BACKEND": "core.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "moat",
         "OPTIONS": {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT},
@@ -124,15 +135,53 @@ def _celery_url(redis_url: str) -> str:
     return redis_url
 
 
-# --- Celery: JSON only, bounded tasks, a visibility timeout longer than any task -----------------------------
+# Longest a RabbitMQ delivery may stay unacknowledged before the broker closes the worker's channel (and requeues
+# everything it holds): a Stripe retry's countdown (up to 1 h, held by the worker until due) plus a wait for a free
+# pool process behind the longest task (30 min) plus its own run (30 min), with an hour to spare.
+# tests/config/test_celery_rabbitmq.py derives the bound from the tasks.
+RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 3 * 3600
+
+
+def celery_transport_settings(broker_url: str) -> dict[str, object]:
+    """Celery's transport settings for the broker the URL names (lowercase Celery names).
+
+    RabbitMQ (amqp://, amqps://): publisher confirms (a publish returns once the broker has the message) and the
+    durable default queue (of persistent messages), each worker consumer declaring its acknowledgement timeout
+    (RabbitMQ 3.12+ honours `x-consumer-timeout`; older nodes need `consumer_timeout` in rabbitmq.conf).
+    Redis: the visibility timeout (an unacknowledged task is redelivered after it), longer than any task.
+    """
+    from kombu import Exchange, Queue
+
+    if broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp"):
+        consumer_timeout_ms = RABBITMQ_CONSUMER_TIMEOUT_SECONDS * 1000
+        default_queue = Queue(
+            "celery",
+            Exchange("celery", type="direct", durable=True),
+            routing_key="celery",
+            durable=True,
+            consumer_arguments={"x-consumer-timeout": consumer_timeout_ms},
+        )
+        return {"broker_transport_options": {"confirm_publish": True}, "task_queues": [default_queue]}
+    return {"broker_transport_options": {"visibility_timeout": 3600}, "task_queues": None}
+
+
+# --- Celery: JSON only, bounded tasks, the transport's options by the broker URL's scheme -----------------------
+# Redis (the default: REDIS_URL) for one machine; RabbitMQ (an amqp:// URL) when several machines share the queue.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_celery_url(REDIS_URL))
+_CELERY_TRANSPORT = celery_transport_settings(CELERY_BROKER_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = _CELERY_TRANSPORT["broker_transport_options"]
+CELERY_TASK_QUEUES = _CELERY_TRANSPORT["task_queues"]  # None: Celery's default queue (Redis has no declarations)
+# RabbitMQ's (the Redis transport has none): a worker host that vanished without closing its connection misses two
+# beats and RabbitMQ requeues its unacknowledged tasks within a minute (with Celery's default, 120 s, four).
+CELERY_BROKER_HEARTBEAT = 30
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# One message reserved per pool process: a task never waits behind a busy sibling while another worker is idle.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -147,6 +196,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "options": {"expires": 10},
     },
     "prune-query-log-inputs": {"task": "predictions.prune_query_log_inputs", "schedule": timedelta(hours=24)},
+    # The query log's monthly partitions: created months ahead (hourly: a no-op unless a month is missing or records
+    # wait in the default partition), dropped whole past the retention (daily).
+    "ensure-query-log-partitions": {
+        "task": "predictions.ensure_query_log_partitions",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 1800},
+    },
+    "drop-expired-query-log-partitions": {
+        "task": "predictions.drop_expired_query_log_partitions",
+        "schedule": timedelta(hours=24),
+    },
     "send-usage-alerts": {
         "task": "billing_dashboard.send_usage_alerts",
         "schedule": timedelta(minutes=5),
@@ -270,6 +330,19 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=2.0)
 # Raw inputs in the query log are pruned after this many days (hashes and labels stay).
 QUERY_LOG_RAW_INPUT_RETENTION_DAYS = env.int("QUERY_LOG_RAW_INPUT_RETENTION_DAYS", default=90)
 QUERY_LOG_FLUSH_BATCH = env.int("QUERY_LOG_FLUSH_BATCH", default=1000)
+# The query log is partitioned by month. Whole months kept before the current one: the partitions older than that are
+# dropped (serving/predictions/partitions.py). 13 keeps a year of per-call evidence behind every invoice and usage
+# row (disputes, card chargebacks up to 120 days, a year-over-year question) besides the current month; daily usage
+# (billing/metering UsageDay) is kept apart and outlives it. Under 2 the previous month, whose late records metering
+# still counts on the 1st, could go.
+QUERY_LOG_RETENTION_MONTHS = env.int("QUERY_LOG_RETENTION_MONTHS", default=13)
+if QUERY_LOG_RETENTION_MONTHS < 2:
+    raise ImproperlyConfigured("QUERY_LOG_RETENTION_MONTHS must be at least 2 (the current and previous months).")
+# Months partitioned ahead of the current one (beat creates them hourly; a record of a month without one waits in the
+# default partition, never lost).
+QUERY_LOG_PARTITIONS_AHEAD = env.int("QUERY_LOG_PARTITIONS_AHEAD", default=3)
+if QUERY_LOG_PARTITIONS_AHEAD < 1:
+    raise ImproperlyConfigured("QUERY_LOG_PARTITIONS_AHEAD must be at least 1 (next month's, before it starts).")
 # Records a flusher read but never acknowledged (it was killed) are taken over by another after this long.
 QUERY_LOG_CLAIM_IDLE_SECONDS = env.float("QUERY_LOG_CLAIM_IDLE_SECONDS", default=60.0)
 # Quotas: organizations are spread over this many Redis hash tags (each with its own query-log stream).

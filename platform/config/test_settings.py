@@ -1,7 +1,9 @@
 """Settings for the test suite: the real settings, with real PostgreSQL and Redis.
 
 When `DATABASE_URL` / `REDIS_URL` are unset, the embedded servers start (see `embedded`). Redis tests use their own
-logical database (`TEST_REDIS_DB`, default 15) because the suite flushes it between tests.
+logical database (`TEST_REDIS_DB`, default 15) because the suite flushes it between tests. A Redis Cluster
+(`redis+cluster://...`) has database 0 only, and the suite flushes every master of it: give the tests a cluster of
+their own.
 """
 
 import os
@@ -22,6 +24,8 @@ os.environ.setdefault(
 
 def _redis_url_with_db(url: str, db: int) -> str:
     parts = urlsplit(url)
+    if parts.scheme.endswith("+cluster"):  # a cluster has database 0 only: it must be the tests' own
+        return url
     if parts.scheme == "unix":  # the database is a query parameter; urlunsplit would drop the empty host
         query = dict(parse_qsl(parts.query))
         query["db"] = str(db)

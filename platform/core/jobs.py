@@ -66,7 +66,7 @@ class MoatTask(Task):
         from core.redis import redis_client
 
         try:
-            pipe = redis_client().pipeline()
+            pipe = redis_client().pipeline(transaction=True)  # one key: a transaction on a cluster too
             pipe.incr(_deliveries_key(task_id))
             pipe.expire(_deliveries_key(task_id), _DELIVERIES_TTL_SECONDS)
             return int(pipe.execute()[0])

@@ -1,8 +1,10 @@
-"""Celery tasks of the query log. Both are idempotent, so a redelivery after a killed worker is harmless."""
+"""Celery tasks of the query log. All are idempotent, so a redelivery after a killed worker is harmless."""
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
+from serving.predictions.partitions import querylog_partitions_drop_expired, querylog_partitions_ensure
 from serving.predictions.querylog import querylog_flush
 from serving.predictions.services import querylog_prune_raw_inputs
 
@@ -31,3 +33,30 @@ def flush_query_log() -> int:
 def prune_query_log_inputs() -> int:
     """Drop raw inputs older than QUERY_LOG_RAW_INPUT_RETENTION_DAYS (daily)."""
     return querylog_prune_raw_inputs()
+
+
+@shared_task(
+    name="predictions.ensure_query_log_partitions",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=600,
+    soft_time_limit=540,
+    ignore_result=True,
+)
+def ensure_query_log_partitions() -> list[str]:
+    """Partition the months from the current one to QUERY_LOG_PARTITIONS_AHEAD ahead, and every month whose records
+    wait in the default partition (hourly); returns the partitions created."""
+    return querylog_partitions_ensure(now=timezone.now())
+
+
+@shared_task(
+    name="predictions.drop_expired_query_log_partitions",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=600,
+    soft_time_limit=540,
+    ignore_result=True,
+)
+def drop_expired_query_log_partitions() -> list[str]:
+    """Drop the partitions older than QUERY_LOG_RETENTION_MONTHS whole months (daily); returns their names."""
+    return querylog_partitions_drop_expired(now=timezone.now())

@@ -21,6 +21,8 @@ from pathlib import Path
 import redis
 from django.conf import settings
 from django.db.models import Sum
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from accounts.models import Organization
 from core.db import DATABASE_UNAVAILABLE_ERRORS
@@ -99,7 +101,8 @@ def quota_consume(
     """Admit the call (counting `cost` units in every window) and append `record`, or refuse it and append a
     throttle record naming the window; both in one atomic script. Raises redis.RedisError: QuotaOutcomeUnknownError
     once the script was sent, a plain one while the breaker keeps Redis skipped."""
-    connection = guarded_redis_client()
+    stream = stream_key(organization_id)  # the shard's slot: its master's breaker
+    connection = guarded_redis_client(stream)
     key_prefix, org_prefix = counter_keys(organization_id=organization_id, key_id=key_id)
     refused = replace(
         record, status=429, error_code="rate_limited", limit_window="__WINDOW__", inputs=b"", labels=[],
@@ -111,7 +114,7 @@ def quota_consume(
         tier.requests_per_minute, tier.requests_per_hour, tier.requests_per_day,
         tier.monthly_included_requests, record_payload(record), record_payload(refused),
     ]  # fmt: skip
-    keys = [key_prefix, org_prefix, stream_key(organization_id)]
+    keys = [key_prefix, org_prefix, stream]
     script = _quota_script(connection)
     try:
         for _ in range(2):
@@ -121,12 +124,12 @@ def quota_consume(
             _seed(connection, organization_id=organization_id, period=result[1].decode())
         else:
             raise redis.RedisError("quota counters could not be rebuilt")
-        fallback_drain(connection)
     except redis.RedisError as exc:
         # Logged once per breaker period and process: while the breaker is open, calls never get here.
         logger.warning("quota check failed; Redis is skipped for a second: %s", exc)
-        redis_breaker_trip()
+        redis_breaker_trip(stream)
         raise QuotaOutcomeUnknownError(str(exc)) from exc
+    _drain_when_due(connection)
     status, window, limit, remaining, reset, retry_after = result
     return Decision(
         admitted=status == b"ok",
@@ -191,9 +194,32 @@ def fallback_admit(
     )
 
 
+_DRAIN_RETRY_SECONDS = 1.0
+_drain_not_before = 0.0
+
+
+def _drain_when_due(connection: redis.Redis) -> None:
+    """Drain the fallback's records after a decision, at most once a second after a drain failed. The decision stands
+    whatever the drain does: this call's script ran (it is counted and recorded), so it must be answered as decided.
+    (On a Redis Cluster the drain can fail while this call succeeded: the records of a shard whose master is still
+    failing over wait, the others are charged.)"""
+    global _drain_not_before
+    if not _fallback_records or time.monotonic() < _drain_not_before:
+        return
+    try:
+        fallback_drain(connection)
+    except redis.RedisError as exc:
+        _drain_not_before = time.monotonic() + _DRAIN_RETRY_SECONDS
+        logger.warning("%d calls served under the fallback wait for their shard: %s", fallback_pending(), exc)
+
+
 def fallback_drain(connection: redis.Redis) -> int:
     """Charge the calls served while Redis was down to the windows they fell in and append their records; returns
-    how many. Cheap when there are none."""
+    how many. Cheap when there are none.
+
+    On a Redis Cluster, one pipeline per master, each failing or succeeding with its master: when one master is
+    still failing over, only the calls of its shards wait for the next drain, and the calls charged on the other
+    masters are not charged again (re-queueing a whole batch that spanned masters did that)."""
     if not _fallback_records:
         return 0
     script = _fallback_charge_script(connection)
@@ -203,36 +229,69 @@ def fallback_drain(connection: redis.Redis) -> int:
             batch = [_fallback_records.popleft() for _ in range(min(500, len(_fallback_records)))]
         # Only the few calls whose quota script was sent unanswered are looked for (the ones in flight when Redis
         # went away): every other call of the outage never reached Redis.
-        unknown = [record.request_id for record, *_, outcome_unknown in batch if outcome_unknown]
+        unknown = [record for record, *_, outcome_unknown in batch if outcome_unknown]
         stored = _already_stored(unknown) if unknown else set()
-        pipe = connection.pipeline(transaction=False)
-        for record, cost, billable, key_windows, outcome_unknown in batch:
-            if record.request_id in stored:
-                continue  # the quota script counted it before its answer was lost (fallback_charge.lua)
-            month = datetime.fromtimestamp(record.created_at, tz=UTC).strftime("%Y%m")
-            script(
-                keys=[*counter_keys(organization_id=record.organization_id, key_id=record.api_key_id),
-                      stream_key(record.organization_id)],
-                args=[cost, int(billable), record.created_at, month, record_payload(record), key_windows,
-                      record.request_id if outcome_unknown else ""],
-                client=pipe,
-            )  # fmt: skip
-        try:
-            pipe.execute()
-        except redis.RedisError:
+        by_master: dict[str, list] = collections.defaultdict(list)
+        for entry in batch:
+            if entry[0].request_id not in stored:  # else the quota script counted it before its answer was lost
+                by_master[_master_of(connection, entry[0].organization_id)].append(entry)
+        failed: list = []
+        error: redis.RedisError | None = None
+        for master, entries in by_master.items():
+            pipe = connection.pipeline(transaction=False)
+            for record, cost, billable, key_windows, outcome_unknown in entries:
+                month = datetime.fromtimestamp(record.created_at, tz=UTC).strftime("%Y%m")
+                script(
+                    keys=[*counter_keys(organization_id=record.organization_id, key_id=record.api_key_id),
+                          stream_key(record.organization_id)],
+                    args=[cost, int(billable), record.created_at, month, record_payload(record), key_windows,
+                          record.request_id if outcome_unknown else ""],
+                    client=pipe,
+                )  # fmt: skip
+            try:
+                if master:
+                    # A cluster pipeline cannot load a script its master lacks (a promoted replica starts with an
+                    # empty script cache): load it there first. A master that is down fails only its own calls.
+                    node = connection.get_node(node_name=master)
+                    connection.execute_command("SCRIPT LOAD", _CHARGE_SCRIPT_SOURCE, target_nodes=node)
+                pipe.execute()
+            except redis.RedisError as exc:
+                failed += entries
+                error = exc
+                continue
+            drained += len(entries)
+        if error is not None:
             with _fallback_lock:
-                _fallback_records.extendleft(reversed(batch))
-            raise
-        drained += len(batch)
+                _fallback_records.extendleft(reversed(failed))
+            raise error
+        drained += len(batch) - sum(len(group) for group in by_master.values())
     return drained
 
 
-def _already_stored(request_ids: list[str]) -> set[str]:
-    """The request ids among these whose answered (200) record is in PostgreSQL already: their quota script ran and
-    the flusher moved its record before this drain. Best effort: with PostgreSQL away, none (the stream check in
-    fallback_charge.lua still holds for records not yet flushed)."""
+def _master_of(connection: redis.Redis, organization_id: int) -> str:
+    """The name of the master that serves the organization's shard now, as the client knows it ("" on a single
+    Redis, and on a cluster for a slot the client knows no master of: the pipeline then finds one, or fails)."""
+    if not isinstance(connection, RedisCluster):
+        return ""
     try:
-        found = QueryLog.objects.filter(request_id__in=request_ids, status=200).values_list("request_id", flat=True)
+        return connection.get_node_from_key(stream_key(organization_id)).name
+    except (redis.RedisError, RedisClusterException):
+        return ""
+
+
+def _already_stored(records: list[QueryRecord]) -> set[str]:
+    """The request ids of these records whose answered (200) record is in PostgreSQL already: their quota script ran
+    and the flusher moved its record before this drain. Best effort: with PostgreSQL away, none (the stream check in
+    fallback_charge.lua still holds for records not yet flushed). A record is stored with its own time, so the
+    lookup reads only the query log's partitions of the records' span, not every month's index."""
+    times = [record.created_at for record in records]
+    try:
+        found = QueryLog.objects.filter(
+            request_id__in=[record.request_id for record in records],
+            created_at__gte=datetime.fromtimestamp(min(times) - 1, tz=UTC),
+            created_at__lte=datetime.fromtimestamp(max(times) + 1, tz=UTC),
+            status=200,
+        ).values_list("request_id", flat=True)
         return {str(request_id) for request_id in found}
     except DATABASE_UNAVAILABLE_ERRORS:
         return set()
@@ -244,6 +303,8 @@ def fallback_pending() -> int:
 
 def fallback_reset() -> None:
     """Forget this process's fallback buckets and buffered records (tests)."""
+    global _drain_not_before
+    _drain_not_before = 0.0
     with _fallback_lock:
         _fallback_buckets.clear()
         _fallback_records.clear()

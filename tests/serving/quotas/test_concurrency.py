@@ -1,7 +1,6 @@
 """Exactness under concurrency: against the real web server (two worker processes) and Redis, N simultaneous
 requests against R remaining units admit exactly min(N, R), never more."""
 
-import threading
 import urllib.error
 import urllib.request
 
@@ -10,6 +9,7 @@ import pytest
 
 from core.redis import redis_client
 from serving.quotas.limiter import counter_keys
+from tests.concurrency import simultaneously
 from tests.factories import OrganizationFactory, member, raw_key_for
 from tests.processes import web_server
 from tiers.models import Tier
@@ -31,22 +31,7 @@ def _status(base_url: str, key: str) -> int:
 
 
 def _fire(base_url: str, key: str, count: int) -> list[int]:
-    barrier = threading.Barrier(count)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def one() -> None:
-        barrier.wait()
-        status = _status(base_url, key)
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    return simultaneously(lambda: _status(base_url, key), count)
 
 
 @pytest.mark.parametrize(("requests", "remaining"), [(60, 23), (40, 100)])
