@@ -10,6 +10,7 @@ message whose worker died TASK_MAX_WORKER_LOSSES times (core.FailedTask, in the 
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -207,29 +208,49 @@ def _a_stripe_event_of(organization) -> StripeEvent:
 
 
 def _sessions_waiting_on_a_lock(observer) -> dict[int, str]:
-    """The PostgreSQL sessions of this database queued behind a lock: client port -> the statement waiting."""
+    """The PostgreSQL sessions of this database queued behind a lock: backend pid -> the statement waiting."""
     with observer.cursor() as cursor:
         cursor.execute(
-            "SELECT client_port, query FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return dict(cursor.fetchall())
 
 
-def _process_with_local_port(pids: list[int], port: int) -> int:
-    """Which of these processes holds the TCP connection from this local port (a session's client, by /proc)."""
+def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target.removeprefix("socket:[").removesuffix("]"))
+    return inodes
+
+
+def _peers(inodes: set[str]) -> set[str]:
+    """The inodes of the other ends of these sockets: a Unix socket's peer as `ss -x` reports it (the embedded
+    PostgreSQL's), a TCP connection's by its ports in /proc/net/tcp (a PostgreSQL on loopback)."""
+    peers = set()
+    listing = subprocess.run(["ss", "-xn"], capture_output=True, text=True, check=True).stdout  # noqa: S607
+    for fields in (line.split() for line in listing.splitlines()[1:]):
+        if len(fields) >= 8 and fields[5] in inodes:
+            peers.add(fields[7])
+    rows = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
+        rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
+    ends = {row[9]: (row[1], row[2]) for row in rows}
+    for inode in inodes & set(ends):
+        local, remote = ends[inode]
+        peers |= {row[9] for row in rows if (row[1], row[2]) == (remote, local)}
+    return peers
+
+
+def _client_process_of(backend_pid: int, pids: list[int]) -> int:
+    """Which of these processes is the client of this PostgreSQL backend (by their sockets' other ends, in /proc)."""
+    peers = _peers(_socket_inodes(backend_pid))
     for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) in inodes:
-                    return pid
-    raise AssertionError(f"no process of {pids} has a connection from port {port}")
+        if _socket_inodes(pid) & peers:
+            return pid
+    raise AssertionError(f"no process of {pids} is the client of PostgreSQL backend {backend_pid}")
 
 
 @pytest.mark.faults
@@ -271,7 +292,7 @@ def test_a_killed_worker_redelivers_only_idempotent_tasks_and_parks_a_message_th
                 seen: set[int] = set()
 
                 def deliveries() -> dict[int, str]:
-                    return {port: q for port, q in _sessions_waiting_on_a_lock(observer).items() if port not in seen}
+                    return {pid: q for pid, q in _sessions_waiting_on_a_lock(observer).items() if pid not in seen}
 
                 wait_until(lambda: len(deliveries()) == 3, timeout=30, what="the three tasks waiting")
                 seen |= set(deliveries())
@@ -285,9 +306,9 @@ def test_a_killed_worker_redelivers_only_idempotent_tasks_and_parks_a_message_th
                 redelivered = deliveries()
                 seen |= set(redelivered)
                 # (The Stripe event's second delivery waits on the event row its killed first delivery still holds.)
-                (aggregation,) = [port for port, query in redelivered.items() if "pg_advisory_xact_lock" in query]
-                (doomed_port,) = set(redelivered) - {aggregation}
-                os.kill(_process_with_local_port(child_pids(worker.pid), doomed_port), signal.SIGKILL)
+                (aggregation,) = [pid for pid, query in redelivered.items() if "pg_advisory_xact_lock" in query]
+                (doomed,) = set(redelivered) - {aggregation}
+                os.kill(_client_process_of(doomed, child_pids(worker.pid)), signal.SIGKILL)
 
                 # Its third delivery parks it: not run again. The idempotent one then completes.
                 wait_until(
