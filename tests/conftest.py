@@ -10,7 +10,7 @@ from django.test import Client
 
 from accounts.models import Organization, User
 from tests.factories import member
-from tests.processes import RabbitMQServer, rabbitmq_server_command
+from tests.rabbitmq import RabbitMQServer, rabbitmq_server_command
 
 # The demo model's fixtures (demo_run, model_artifact_dir, registered_digits), for serving and abuse tests alike.
 pytest_plugins = ["tests.model_fixtures"]

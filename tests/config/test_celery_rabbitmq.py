@@ -1,6 +1,6 @@
 """Celery on RabbitMQ (an amqp:// CELERY_BROKER_URL) keeps the guarantees it has on Redis.
 
-A private RabbitMQ node (tests/processes.py, RabbitMQServer; never the machine's) is started once for the session.
+A private RabbitMQ node (tests/rabbitmq.py, RabbitMQServer; never the machine's) is started once for the session.
 Real worker and beat processes run on it: tasks enqueued on commit run, the beat schedule runs, only JSON is
 accepted. The worker-loss guarantees are proved on both brokers by the same test: a worker killed mid-task
 redelivers an idempotent (acks_late) task, which then completes once, never a non-idempotent one, and parks a

@@ -52,7 +52,8 @@ from tests.faults.load import (
     redis_master_killed_under_load,
     wait_until,
 )
-from tests.processes import RedisClusterServer, web_server
+from tests.processes import web_server
+from tests.redis_cluster import RedisClusterServer
 from tests.serving.quotas.test_concurrency import _fire, _status
 from tiers.cache import tier_snapshot
 from tiers.models import Tier

@@ -31,7 +31,8 @@ from tests.faults.load import (
     wait_until,
 )
 from tests.hosts import Deployment, Network, deployment, missing_requirements, network, servers_up
-from tests.processes import RedisClusterServer, celery_beat, celery_worker
+from tests.processes import celery_beat, celery_worker
+from tests.redis_cluster import RedisClusterServer
 from tiers.models import Tier
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,7 +108,7 @@ def test_both_hosts_serve_through_the_balancer_and_the_log_holds_the_clients_add
     assert logged.count() == 12
 
 
-def test_a_host_reached_directly_believes_no_forwarded_address(hosts):
+def test_a_host_reached_directly_from_the_balancers_address_believes_a_forged_hop(hosts):
     key = raw_key_for(_organization())
     answer = _predict(hosts.host_urls[0], key, forwarded_for="203.0.113.9")
     assert answer.status_code == 200
